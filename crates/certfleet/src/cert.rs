@@ -1,0 +1,337 @@
+//! `certfleet cert ...`: the certificate commands.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use certfleet_server::views::{AddCertificate, BundleView, CertificateDetail, CertificateView};
+use clap::{Args, Subcommand};
+
+use crate::client::Api;
+use crate::{CliError, exit, export, table};
+
+/// Interval between status checks while waiting.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// URL of the server's REST API (default: from the data directory's server.json).
+    #[arg(long, global = true, env = "CERTFLEET_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// Admin API token (default: the data directory's admin-token).
+    #[arg(
+        long,
+        global = true,
+        env = "CERTFLEET_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Declare a certificate and start issuing it.
+    #[command(
+        after_help = "Example:\n  certfleet cert add www --domain www.example.com --domain example.com --wait"
+    )]
+    Add {
+        /// Short name: lowercase letters, digits, '-', '_', '.'.
+        name: String,
+        /// DNS name to include; repeat for more (wildcards need dns-01).
+        #[arg(long = "domain", short = 'd', value_name = "NAME", required = true)]
+        domains: Vec<String>,
+        /// Issuer from the configuration [default: default].
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Key kind for every version.
+        #[arg(long, value_name = "KIND", value_parser = ["ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096"])]
+        key: Option<String>,
+        /// Wait until the certificate is issued or issuance failed.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        timeout: u64,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List certificates with days left.
+    Ls {
+        /// Print JSON (an array of certificates, see docs/api.md).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one certificate with its versions and chains.
+    Show {
+        /// Certificate name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Issue a new version now.
+    Renew {
+        /// Certificate name.
+        name: String,
+        /// Wait until the new version is issued or issuance failed.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        timeout: u64,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a certificate and all its versions (keys included).
+    Rm {
+        /// Certificate name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Write the current version as cert.pem, chain.pem, fullchain.pem, privkey.pem, bundle.pem.
+    Export {
+        /// Certificate name.
+        name: String,
+        /// Directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
+    let connect = |c: Connection| Api::connect(c.server, c.token, &data_dir);
+    match cmd {
+        CertCommand::Add {
+            name,
+            domains,
+            issuer,
+            key,
+            wait,
+            timeout,
+            conn,
+        } => {
+            let api = connect(conn)?;
+            let body = AddCertificate {
+                name: name.clone(),
+                domains,
+                issuer,
+                key,
+                challenge: None,
+            };
+            let view: CertificateView = api.post("/api/v1/certificates", Some(&body)).await?;
+            eprintln!(
+                "{}: declared for {}; issuing",
+                view.name,
+                view.domains.join(", ")
+            );
+            if wait {
+                wait_settled(&api, &name, None, timeout).await?;
+            }
+            Ok(())
+        }
+        CertCommand::Ls { json, conn } => {
+            let certs: Vec<CertificateView> = connect(conn)?.get("/api/v1/certificates").await?;
+            if json {
+                print_json(&certs)
+            } else {
+                print!("{}", list_table(&certs));
+                Ok(())
+            }
+        }
+        CertCommand::Show { name, json, conn } => {
+            let detail: CertificateDetail = connect(conn)?.get(&cert_path(&name)).await?;
+            if json {
+                print_json(&detail)
+            } else {
+                print!("{}", show_text(&detail));
+                Ok(())
+            }
+        }
+        CertCommand::Renew {
+            name,
+            wait,
+            timeout,
+            conn,
+        } => {
+            let api = connect(conn)?;
+            let before: CertificateView = api.get(&cert_path(&name)).await?;
+            let _: CertificateView = api
+                .post(&format!("{}/renew", cert_path(&name)), None::<&()>)
+                .await?;
+            eprintln!("{name}: renewal started");
+            if wait {
+                wait_settled(&api, &name, before.version, timeout).await?;
+            }
+            Ok(())
+        }
+        CertCommand::Rm { name, conn } => {
+            connect(conn)?.delete(&cert_path(&name)).await?;
+            eprintln!("{name}: removed");
+            Ok(())
+        }
+        CertCommand::Export { name, dir, conn } => {
+            let bundle: BundleView = connect(conn)?
+                .get(&format!("{}/bundle", cert_path(&name)))
+                .await?;
+            let files = export::write_bundle(&dir, &bundle)
+                .map_err(|e| CliError::failure(format!("writing into {}: {e}", dir.display())))?;
+            eprintln!(
+                "{name}: version {} (serial {}) written to {}: {}",
+                bundle.version,
+                bundle.serial,
+                dir.display(),
+                files.join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
+fn cert_path(name: &str) -> String {
+    // Names are validated by the server; refuse path characters here so the URL stays ours.
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("/api/v1/certificates/{safe}")
+}
+
+async fn wait_settled(
+    api: &Api,
+    name: &str,
+    old_version: Option<u32>,
+    timeout: u64,
+) -> Result<(), CliError> {
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let view: CertificateView = api.get(&cert_path(name)).await?;
+        match view.status.as_str() {
+            "valid" if view.version != old_version => {
+                eprintln!(
+                    "{name}: issued version {} valid until {}",
+                    view.version.unwrap_or_default(),
+                    view.not_after.as_deref().unwrap_or("?")
+                );
+                return Ok(());
+            }
+            "failed" => {
+                return Err(CliError::with_code(
+                    exit::ISSUANCE_FAILED,
+                    format!(
+                        "{name}: issuance failed: {}",
+                        view.last_error.unwrap_or_default()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::with_code(
+                exit::TIMEOUT,
+                format!(
+                    "{name}: still {} after {timeout} s; it goes on in the background",
+                    view.status
+                ),
+            ));
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failure(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn short_time(rfc3339: &str) -> String {
+    rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
+}
+
+pub fn list_table(certs: &[CertificateView]) -> String {
+    let header = [
+        "NAME",
+        "DOMAINS",
+        "ISSUER",
+        "NOT AFTER",
+        "DAYS LEFT",
+        "AUTO-RENEW",
+        "STATUS",
+        "LAST ERROR",
+    ];
+    let rows: Vec<Vec<String>> = certs
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.domains.join(","),
+                c.issuer.clone(),
+                c.not_after
+                    .as_deref()
+                    .map(short_time)
+                    .unwrap_or_else(|| "-".into()),
+                c.days_left
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if c.auto_renew { "yes" } else { "no" }.into(),
+                c.status.clone(),
+                c.last_error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table::render(&header, &rows)
+}
+
+fn show_text(d: &CertificateDetail) -> String {
+    let c = &d.certificate;
+    let mut out = format!(
+        "Name:        {}\nDomains:     {}\nIssuer:      {}\nKey:         {}\nChallenge:   {}\nStatus:      {}\nAuto-renew:  {}\nNot after:   {}\nDays left:   {}\n",
+        c.name,
+        c.domains.join(", "),
+        c.issuer,
+        c.key,
+        c.challenge,
+        c.status,
+        if c.auto_renew { "yes" } else { "no" },
+        c.not_after.as_deref().unwrap_or("-"),
+        c.days_left
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "-".into()),
+    );
+    if let Some(e) = &c.last_error {
+        out.push_str(&format!("Last error:  {e}\n"));
+    }
+    for v in &d.versions {
+        out.push_str(&format!(
+            "\nVersion {}{}\n  Serial:      {}\n  Valid:       {} .. {}\n  Key:         {}\n  Issued at:   {}\n",
+            v.version,
+            if v.current { " (current)" } else { "" },
+            v.serial,
+            v.not_before,
+            v.not_after,
+            v.key,
+            v.issued_at
+        ));
+        for (i, entry) in v.chain.iter().enumerate() {
+            let role = if i == 0 { "Leaf" } else { "Chain" };
+            out.push_str(&format!(
+                "  {role:<12} {} (issued by {})\n",
+                entry.subject, entry.issuer
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `certfleet` binary against real Pebble.
+
+mod bad_input;
+mod harness;
+mod issuance;

@@ -1,0 +1,26 @@
+//! certfleet's domain model, without I/O.
+//!
+//! The nouns of the design ([`Certificate`], [`Version`], [`Account`](model::AccountRecord),
+//! [`Event`]) live in [`model`]; input checks for names and tokens in [`name`] and
+//! [`challenge`]; the storage contract every backend implements in [`store`].
+//! Other crates do the I/O: `certfleet-store` (SQLite), `certfleet-acme` (the CA),
+//! `certfleet-solvers` (challenges), `certfleet-server` (API and workers).
+#![warn(missing_docs)]
+
+pub mod challenge;
+pub mod model;
+pub mod name;
+pub mod secret;
+pub mod solver;
+pub mod store;
+pub mod time;
+
+pub use challenge::{ChallengeKind, Http01Challenge, TokenError, validate_token};
+pub use model::{
+    AccountRecord, CertName, Certificate, CertificateStatus, Event, EventKind, KeyKind,
+    NewCertificate, NewVersion, Source, Version,
+};
+pub use name::{DnsName, NameError};
+pub use secret::Secret;
+pub use solver::{PendingChallenge, Solver, SolverError};
+pub use store::{Store, StoreError};

@@ -1,0 +1,408 @@
+//! The nouns of certfleet (DESIGN.md §3): [`Certificate`], [`Version`], accounts
+//! ([`AccountRecord`]) and [`Event`]s, plus the small enums they are made of.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::challenge::ChallengeKind;
+use crate::name::DnsName;
+use crate::secret::Secret;
+use crate::time::UnixTime;
+
+/// Longest certificate name.
+pub const MAX_CERT_NAME_LEN: usize = 64;
+
+/// A certificate's short name (`www`, `api-eu`): lowercase letters, digits, `-`, `_`, `.`,
+/// starting with a letter or digit; it appears in URLs and directory names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CertName(String);
+
+/// Why a certificate name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "certificate name {0:?} is not valid: use 1 to {MAX_CERT_NAME_LEN} lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+)]
+pub struct CertNameError(pub String);
+
+impl CertName {
+    /// Validate a certificate name.
+    pub fn parse(input: &str) -> Result<Self, CertNameError> {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
+        let ok = !input.is_empty()
+            && input.len() <= MAX_CERT_NAME_LEN
+            && input.chars().all(ok_char)
+            && input.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if ok {
+            Ok(Self(input.to_string()))
+        } else {
+            Err(CertNameError(input.to_string()))
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CertName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for CertName {
+    type Error = CertNameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<CertName> for String {
+    fn from(value: CertName) -> Self {
+        value.0
+    }
+}
+
+/// The kind of private key a certificate version gets. A fresh key is made for every version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum KeyKind {
+    /// ECDSA on P-256 with SHA-256 (the default: small, fast, accepted everywhere).
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// ECDSA on P-384 with SHA-384.
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    /// RSA with a 2048-bit modulus.
+    #[serde(rename = "rsa2048")]
+    Rsa2048,
+    /// RSA with a 3072-bit modulus.
+    #[serde(rename = "rsa3072")]
+    Rsa3072,
+    /// RSA with a 4096-bit modulus.
+    #[serde(rename = "rsa4096")]
+    Rsa4096,
+}
+
+impl KeyKind {
+    /// Every kind, in the order `--help` lists them.
+    pub const ALL: [KeyKind; 5] = [
+        KeyKind::EcdsaP256,
+        KeyKind::EcdsaP384,
+        KeyKind::Rsa2048,
+        KeyKind::Rsa3072,
+        KeyKind::Rsa4096,
+    ];
+
+    /// The name used in config, CLI and API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::EcdsaP256 => "ecdsa-p256",
+            KeyKind::EcdsaP384 => "ecdsa-p384",
+            KeyKind::Rsa2048 => "rsa2048",
+            KeyKind::Rsa3072 => "rsa3072",
+            KeyKind::Rsa4096 => "rsa4096",
+        }
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown key kind name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key kind {0:?}; choose one of ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096")]
+pub struct KeyKindError(pub String);
+
+impl FromStr for KeyKind {
+    type Err = KeyKindError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| KeyKindError(s.to_string()))
+    }
+}
+
+/// Where a certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Issued and renewed over ACME by certfleet.
+    #[default]
+    Acme,
+    /// Imported by a person; certfleet watches it but cannot renew it.
+    Manual,
+}
+
+impl Source {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Acme => "acme",
+            Source::Manual => "manual",
+        }
+    }
+}
+
+/// Where a certificate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateStatus {
+    /// Declared, no issuance attempted yet.
+    Pending,
+    /// An order is in flight.
+    Issuing,
+    /// The current version was issued successfully.
+    Valid,
+    /// The last attempt failed (see `last_error`); an older version may still be current.
+    Failed,
+}
+
+impl CertificateStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateStatus::Pending => "pending",
+            CertificateStatus::Issuing => "issuing",
+            CertificateStatus::Valid => "valid",
+            CertificateStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether no more work is in flight.
+    pub fn is_settled(self) -> bool {
+        matches!(self, CertificateStatus::Valid | CertificateStatus::Failed)
+    }
+}
+
+impl FromStr for CertificateStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => CertificateStatus::Pending,
+            "issuing" => CertificateStatus::Issuing,
+            "valid" => CertificateStatus::Valid,
+            "failed" => CertificateStatus::Failed,
+            other => return Err(format!("unknown certificate status {other:?}")),
+        })
+    }
+}
+
+/// What a caller asks for when declaring a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// Short name.
+    pub name: CertName,
+    /// DNS names, the first becomes nothing special (no CN is requested).
+    pub domains: Vec<DnsName>,
+    /// Name of the issuer (from config, `default` without one).
+    pub issuer: String,
+    /// Key kind for every version.
+    pub key_kind: KeyKind,
+    /// How identifiers are proven.
+    pub challenge: ChallengeKind,
+    /// `acme` or `manual`.
+    pub source: Source,
+}
+
+/// A managed certificate (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// Random, stable identifier; binds sealed keys to this certificate.
+    pub id: String,
+    /// Short name.
+    pub name: CertName,
+    /// DNS names, in the order given.
+    pub domains: Vec<DnsName>,
+    /// Issuer name.
+    pub issuer: String,
+    /// Key kind.
+    pub key_kind: KeyKind,
+    /// Challenge used to prove control.
+    pub challenge: ChallengeKind,
+    /// `acme` or `manual`.
+    pub source: Source,
+    /// Current status.
+    pub status: CertificateStatus,
+    /// Sequence number of the current version.
+    pub current_version: Option<u32>,
+    /// notAfter of the current version.
+    pub not_after: Option<UnixTime>,
+    /// Failed attempts since the last success.
+    pub failure_streak: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// When the scheduler should look at it next (set by the renewal scheduler).
+    pub next_due: Option<UnixTime>,
+    /// URL of an ACME order in flight, kept so a restart can resume instead of re-ordering.
+    pub order_url: Option<String>,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Last change.
+    pub updated_at: UnixTime,
+}
+
+impl Certificate {
+    /// Whether certfleet can renew this certificate without a person.
+    pub fn auto_renewable(&self) -> bool {
+        self.source == Source::Acme
+    }
+}
+
+/// A freshly issued (or imported) certificate, about to become a [`Version`].
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// Serial number, lowercase hex without separators.
+    pub serial: String,
+    /// notBefore.
+    pub not_before: UnixTime,
+    /// notAfter.
+    pub not_after: UnixTime,
+    /// The leaf certificate, PEM.
+    pub leaf_pem: String,
+    /// Intermediates, PEM, leaf-to-root order (may be empty).
+    pub chain_pem: String,
+    /// Kind of the private key.
+    pub key_kind: KeyKind,
+    /// The private key, PKCS#8 PEM; sealed by the store.
+    pub key_pem: Secret,
+    /// The ACME order that produced it.
+    pub order_url: Option<String>,
+}
+
+/// One issued certificate of a [`Certificate`] (its key is fetched separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// Sequence number within the certificate, from 1.
+    pub seq: u32,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// notBefore.
+    pub not_before: UnixTime,
+    /// notAfter.
+    pub not_after: UnixTime,
+    /// Leaf PEM.
+    pub leaf_pem: String,
+    /// Chain PEM.
+    pub chain_pem: String,
+    /// Key kind.
+    pub key_kind: KeyKind,
+    /// When it was stored.
+    pub issued_at: UnixTime,
+    /// The ACME order URL.
+    pub order_url: Option<String>,
+    /// The version it replaced.
+    pub replaces: Option<u32>,
+    /// When it was revoked.
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// An ACME account of one issuer at one directory; the credentials are sealed by the store.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    /// Issuer name.
+    pub issuer: String,
+    /// ACME directory URL.
+    pub directory_url: String,
+    /// The account URL the CA assigned (RFC 8555 §7.3).
+    pub account_url: String,
+    /// Serialized credentials including the account key.
+    pub credentials: Secret,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// What happened (append-only audit log that later feeds notifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A certificate was declared.
+    Created,
+    /// An order was started.
+    IssuanceStarted,
+    /// A new version was stored.
+    Issued,
+    /// An attempt failed.
+    Failed,
+    /// A certificate was removed.
+    Deleted,
+    /// An ACME account was registered.
+    AccountCreated,
+}
+
+impl EventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::IssuanceStarted => "issuance_started",
+            EventKind::Issued => "issued",
+            EventKind::Failed => "failed",
+            EventKind::Deleted => "deleted",
+            EventKind::AccountCreated => "account_created",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            EventKind::Created,
+            EventKind::IssuanceStarted,
+            EventKind::Issued,
+            EventKind::Failed,
+            EventKind::Deleted,
+            EventKind::AccountCreated,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown event kind {s:?}"))
+    }
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Monotonic id.
+    pub id: i64,
+    /// When.
+    pub at: UnixTime,
+    /// Certificate name, if about one.
+    pub certificate: Option<String>,
+    /// What.
+    pub kind: EventKind,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_names() {
+        assert!(CertName::parse("www").is_ok());
+        assert!(CertName::parse("api-eu.v2_x").is_ok());
+        for bad in ["", "-x", "Www", "a/b", "a b", &"a".repeat(65)] {
+            assert!(CertName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_kinds_round_trip() {
+        for k in KeyKind::ALL {
+            assert_eq!(k.as_str().parse::<KeyKind>().unwrap(), k);
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+        assert!("rsa1024".parse::<KeyKind>().is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! The REST API under `/api/v1` (JSON in and out, bearer token on every route).
+//!
+//! | method | path                                   | what                         |
+//! |--------|----------------------------------------|------------------------------|
+//! | GET    | `/api/v1/certificates`                 | list ([`CertificateView`])   |
+//! | POST   | `/api/v1/certificates`                 | declare and start issuing    |
+//! | GET    | `/api/v1/certificates/{name}`          | one, with versions           |
+//! | DELETE | `/api/v1/certificates/{name}`          | remove                       |
+//! | POST   | `/api/v1/certificates/{name}/renew`    | issue a new version now      |
+//! | GET    | `/api/v1/certificates/{name}/bundle`   | PEM files of the current one |
+//! | GET    | `/api/v1/issuers`                      | issuers and their accounts   |
+//! | GET    | `/api/v1/events`                       | the event log                |
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use certfleet_acme::inspect::ParsedChain;
+use certfleet_core::{CertName, Event, EventKind, NewCertificate, Source};
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::config::{CertificateRequest, validate_certificate};
+use crate::problem::ApiError;
+use crate::views::{
+    AddCertificate, BundleView, CertificateDetail, CertificateView, ChainEntry, IssuerView,
+    VersionView, rfc3339,
+};
+
+/// Most events returned by one request.
+pub const MAX_EVENTS: u32 = 1000;
+
+/// The API router.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/certificates", get(list).post(add))
+        .route("/api/v1/certificates/{name}", get(show).delete(remove))
+        .route("/api/v1/certificates/{name}/renew", post(renew))
+        .route("/api/v1/certificates/{name}/bundle", get(bundle))
+        .route("/api/v1/issuers", get(issuers))
+        .route("/api/v1/events", get(events))
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .layer(middleware::from_fn_with_state(app.clone(), require_token))
+        .with_state(app)
+}
+
+async fn require_token(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), app.admin_token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn checked_name(name: &str) -> Result<CertName, ApiError> {
+    CertName::parse(name).map_err(|e| ApiError::invalid("name", e.to_string()))
+}
+
+async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<CertificateView>>, ApiError> {
+    let now = certfleet_core::time::now();
+    let certs = app.store.certificates().await?;
+    Ok(Json(
+        certs.iter().map(|c| CertificateView::new(c, now)).collect(),
+    ))
+}
+
+async fn add(
+    State(app): State<Arc<App>>,
+    body: Result<Json<AddCertificate>, JsonRejection>,
+) -> Result<(StatusCode, Json<CertificateView>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let request = CertificateRequest {
+        name: &body.name,
+        domains: &body.domains,
+        issuer: body.issuer.as_deref(),
+        key: body.key.as_deref(),
+        challenge: body.challenge.as_deref(),
+    };
+    let settings = validate_certificate("", &request, &app.issuer_settings)?;
+    if app
+        .store
+        .certificate(settings.name.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(
+            "name",
+            format!("certificate {:?} already exists", settings.name.as_str()),
+        ));
+    }
+    let issuer = &app.issuers[&settings.issuer];
+    if let Err(e) = issuer.account_url().await {
+        return Err(ApiError::issuer_unusable(format!(
+            "issuer {:?}: {e}",
+            settings.issuer
+        )));
+    }
+    let new = NewCertificate {
+        name: settings.name,
+        domains: settings.domains,
+        issuer: settings.issuer,
+        key_kind: settings.key,
+        challenge: settings.challenge,
+        source: Source::Acme,
+    };
+    let created = app.store.create_certificate(&new).await?;
+    let name = created.name.as_str();
+    let message = format!(
+        "declared for {}",
+        new.domains
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    app.store
+        .append_event(Some(name), EventKind::Created, &message)
+        .await?;
+    app.issuance.start(name).await?;
+    let now = certfleet_core::time::now();
+    let current = app.store.certificate(name).await?.unwrap_or(created);
+    Ok((
+        StatusCode::CREATED,
+        Json(CertificateView::new(&current, now)),
+    ))
+}
+
+async fn show(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<CertificateDetail>, ApiError> {
+    checked_name(&name)?;
+    let cert = app
+        .store
+        .certificate(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("certificate {name:?} not found")))?;
+    let versions = app.store.versions(&name).await?;
+    let views = versions
+        .iter()
+        .map(|v| {
+            VersionView::new(
+                v,
+                cert.current_version,
+                chain_entries(&v.leaf_pem, &v.chain_pem),
+            )
+        })
+        .collect();
+    Ok(Json(CertificateDetail {
+        certificate: CertificateView::new(&cert, certfleet_core::time::now()),
+        versions: views,
+    }))
+}
+
+fn chain_entries(leaf_pem: &str, chain_pem: &str) -> Vec<ChainEntry> {
+    match ParsedChain::parse(&format!("{leaf_pem}{chain_pem}")) {
+        Ok(chain) => chain
+            .certs
+            .iter()
+            .map(|c| ChainEntry {
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                serial: c.serial.clone(),
+                not_after: rfc3339(c.not_after),
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "a stored chain does not parse");
+            Vec::new()
+        }
+    }
+}
+
+async fn remove(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    checked_name(&name)?;
+    if !app.store.delete_certificate(&name).await? {
+        return Err(ApiError::not_found(format!(
+            "certificate {name:?} not found"
+        )));
+    }
+    app.store
+        .append_event(Some(&name), EventKind::Deleted, "removed with its versions")
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn renew(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<CertificateView>), ApiError> {
+    checked_name(&name)?;
+    let cert = app
+        .store
+        .certificate(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("certificate {name:?} not found")))?;
+    if !cert.auto_renewable() {
+        return Err(ApiError::invalid(
+            "name",
+            format!("certificate {name:?} was imported; certfleet cannot renew it"),
+        ));
+    }
+    if !app.issuance.start(&name).await? {
+        return Err(ApiError::conflict(
+            "name",
+            format!("an order for {name:?} is already in progress"),
+        ));
+    }
+    let now = certfleet_core::time::now();
+    let cert = app.store.certificate(&name).await?.unwrap_or(cert);
+    Ok((StatusCode::ACCEPTED, Json(CertificateView::new(&cert, now))))
+}
+
+async fn bundle(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Json<BundleView>, ApiError> {
+    checked_name(&name)?;
+    let cert = app
+        .store
+        .certificate(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("certificate {name:?} not found")))?;
+    let Some(seq) = cert.current_version else {
+        return Err(ApiError::not_found(format!(
+            "certificate {name:?} has no issued version yet (status {})",
+            cert.status.as_str()
+        )));
+    };
+    let version = app
+        .store
+        .versions(&name)
+        .await?
+        .into_iter()
+        .find(|v| v.seq == seq)
+        .ok_or_else(|| ApiError::internal(format!("current version {seq} of {name} is missing")))?;
+    let key = app.store.version_key(&name, seq).await?;
+    Ok(Json(BundleView {
+        name: name.clone(),
+        domains: cert.domains.iter().map(ToString::to_string).collect(),
+        version: seq,
+        serial: version.serial.clone(),
+        fullchain_pem: format!("{}{}", version.leaf_pem, version.chain_pem),
+        cert_pem: version.leaf_pem,
+        chain_pem: version.chain_pem,
+        key_pem: key.expose().to_string(),
+    }))
+}
+
+async fn issuers(State(app): State<Arc<App>>) -> Result<Json<Vec<IssuerView>>, ApiError> {
+    let mut out = Vec::new();
+    for (name, settings) in &app.issuer_settings {
+        let account = app.store.account(name, &settings.directory).await?;
+        out.push(IssuerView {
+            name: name.clone(),
+            directory: settings.directory.clone(),
+            contacts: settings.contacts.clone(),
+            account_url: account.map(|a| a.account_url),
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventQuery {
+    certificate: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn events(
+    State(app): State<Arc<App>>,
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).min(MAX_EVENTS);
+    Ok(Json(
+        app.store.events(q.certificate.as_deref(), limit).await?,
+    ))
+}

@@ -1,0 +1,150 @@
+//! The data directory of the embedded default: what `certfleet server` creates on first run
+//! and what the CLI on the same machine reads to find the server.
+//!
+//! | file            | mode | content                                          |
+//! |-----------------|------|--------------------------------------------------|
+//! | `certfleet.db`  | 0600 | the SQLite store                                 |
+//! | `kek`           | 0600 | key-encryption key (base64), unless `CERTFLEET_KEK` is set |
+//! | `admin-token`   | 0600 | the admin API token                              |
+//! | `server.json`   | 0600 | where the running server's API listens           |
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+
+/// Bytes of randomness in an API token.
+pub const TOKEN_BYTES: usize = 32;
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// What `server.json` says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Base URL of the REST API, e.g. `http://127.0.0.1:8555`.
+    pub api: String,
+    /// Address of the HTTP-01 responder.
+    pub http01: String,
+    /// Process id of the server.
+    pub pid: u32,
+}
+
+impl DataDir {
+    /// A data directory at `root` (nothing is created).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Create the directory with mode 0700 if needed.
+    pub fn create(&self) -> io::Result<()> {
+        fsutil::create_private_dir(&self.root)
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite file.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("certfleet.db")
+    }
+
+    /// The key-encryption key file.
+    pub fn kek_path(&self) -> PathBuf {
+        self.root.join("kek")
+    }
+
+    /// The admin token file.
+    pub fn token_path(&self) -> PathBuf {
+        self.root.join("admin-token")
+    }
+
+    /// The running server's address file.
+    pub fn server_info_path(&self) -> PathBuf {
+        self.root.join("server.json")
+    }
+
+    /// Read the admin token, or create one (returns `true` when created).
+    pub fn load_or_create_token(&self) -> io::Result<(String, bool)> {
+        match self.read_token() {
+            Ok(token) => Ok((token, false)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let token = new_token();
+                fsutil::write_atomic(&self.token_path(), format!("{token}\n").as_bytes(), 0o600)?;
+                Ok((token, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read the admin token.
+    pub fn read_token(&self) -> io::Result<String> {
+        let text = std::fs::read_to_string(self.token_path())?;
+        let token = text.trim().to_string();
+        if token.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is empty", self.token_path().display()),
+            ));
+        }
+        Ok(token)
+    }
+
+    /// Record where the server listens.
+    pub fn write_server_info(&self, info: &ServerInfo) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
+        fsutil::write_atomic(&self.server_info_path(), &json, 0o600)
+    }
+
+    /// Where the server said it listens.
+    pub fn read_server_info(&self) -> io::Result<ServerInfo> {
+        let text = std::fs::read(self.server_info_path())?;
+        serde_json::from_slice(&text).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", self.server_info_path().display()),
+            )
+        })
+    }
+}
+
+/// A fresh random token (base64url of [`TOKEN_BYTES`] random bytes).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random generator failed");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn token_created_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        data.create().unwrap();
+        let (token, created) = data.load_or_create_token().unwrap();
+        assert!(created);
+        assert_eq!(token.len(), 43);
+        let (again, created) = data.load_or_create_token().unwrap();
+        assert!(!created);
+        assert_eq!(token, again);
+        let mode = std::fs::metadata(data.token_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(data.root()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

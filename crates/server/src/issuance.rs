@@ -1,0 +1,208 @@
+//! [`Issuance`]: runs orders in the background, at most `max_concurrent_orders` at once and
+//! never two for the same certificate.
+//!
+//! A request marks the certificate `issuing` before it returns, so a client that polls sees
+//! either `issuing` or the outcome (`valid` / `failed` with `last_error`). The renewal
+//! scheduler of a later issue calls [`Issuance::start`] the same way the API does.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use certfleet_acme::{AcmeIssuer, OrderObserver};
+use certfleet_core::{
+    CertificateStatus, ChallengeKind, EventKind, NewVersion, Solver, Store, StoreError,
+};
+use tokio::sync::Semaphore;
+
+use crate::views::rfc3339;
+
+/// Background issuance.
+pub struct Issuance {
+    store: Arc<dyn Store>,
+    issuers: BTreeMap<String, Arc<AcmeIssuer>>,
+    solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+    limit: Arc<Semaphore>,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Removes a certificate from the in-flight set however its task ends.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.name);
+        }
+    }
+}
+
+struct RecordOrder<'a> {
+    store: &'a dyn Store,
+    name: &'a str,
+}
+
+#[async_trait]
+impl OrderObserver for RecordOrder<'_> {
+    async fn order_created(&self, url: &str) {
+        if let Err(e) = self.store.set_order_url(self.name, Some(url)).await {
+            tracing::warn!(certificate = self.name, error = %e, "could not record the order URL");
+        }
+    }
+}
+
+impl Issuance {
+    /// Set up issuance over these issuers and solvers.
+    pub fn new(
+        store: Arc<dyn Store>,
+        issuers: BTreeMap<String, Arc<AcmeIssuer>>,
+        solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+        max_concurrent: usize,
+    ) -> Self {
+        Self {
+            store,
+            issuers,
+            solvers,
+            limit: Arc::new(Semaphore::new(max_concurrent)),
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether an order for `name` is queued or running.
+    pub fn is_in_flight(&self, name: &str) -> bool {
+        self.in_flight.lock().is_ok_and(|s| s.contains(name))
+    }
+
+    /// Queue a new version of `name`; `false` if one is already queued or running.
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, StoreError> {
+        {
+            let mut set = self.in_flight.lock().expect("in-flight set poisoned");
+            if !set.insert(name.to_string()) {
+                return Ok(false);
+            }
+        }
+        if let Err(e) = self
+            .store
+            .set_status(name, CertificateStatus::Issuing, None)
+            .await
+        {
+            self.in_flight
+                .lock()
+                .expect("in-flight set poisoned")
+                .remove(name);
+            return Err(e);
+        }
+        let this = Arc::clone(self);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _guard = InFlight {
+                set: &this.in_flight,
+                name: name.clone(),
+            };
+            let Ok(_permit) = this.limit.acquire().await else {
+                return;
+            };
+            this.run(&name).await;
+        });
+        Ok(true)
+    }
+
+    async fn run(&self, name: &str) {
+        match self.issue(name).await {
+            Ok(()) => {}
+            Err(IssueFailure::Gone) => {
+                tracing::info!(
+                    certificate = name,
+                    "certificate removed while issuing; result dropped"
+                );
+            }
+            Err(IssueFailure::Failed(message)) => {
+                tracing::warn!(certificate = name, error = %message, "issuance failed");
+                let _ = self
+                    .store
+                    .set_status(name, CertificateStatus::Failed, Some(&message))
+                    .await;
+                let _ = self
+                    .store
+                    .append_event(Some(name), EventKind::Failed, &message)
+                    .await;
+            }
+        }
+    }
+
+    async fn issue(&self, name: &str) -> Result<(), IssueFailure> {
+        let cert = self
+            .store
+            .certificate(name)
+            .await?
+            .ok_or(IssueFailure::Gone)?;
+        let issuer = self.issuers.get(&cert.issuer).ok_or_else(|| {
+            IssueFailure::Failed(format!("issuer {:?} is no longer configured", cert.issuer))
+        })?;
+        let solver = self.solvers.get(&cert.challenge).ok_or_else(|| {
+            IssueFailure::Failed(format!("no {} solver is configured", cert.challenge))
+        })?;
+        let started = format!(
+            "ordering {} name(s) from issuer {}",
+            cert.domains.len(),
+            cert.issuer
+        );
+        self.store
+            .append_event(Some(name), EventKind::IssuanceStarted, &started)
+            .await?;
+        let observer = RecordOrder {
+            store: self.store.as_ref(),
+            name,
+        };
+        let issued = issuer
+            .issue(
+                name,
+                &cert.domains,
+                cert.key_kind,
+                solver.as_ref(),
+                &observer,
+            )
+            .await
+            .map_err(|e| IssueFailure::Failed(e.to_string()))?;
+        let leaf = issued.leaf().clone();
+        let version = NewVersion {
+            serial: leaf.serial.clone(),
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
+            leaf_pem: issued.chain.leaf_pem.clone(),
+            chain_pem: issued.chain.chain_pem.clone(),
+            key_kind: cert.key_kind,
+            key_pem: issued.key_pem,
+            order_url: Some(issued.order_url),
+        };
+        let stored = self.store.add_version(name, version).await?;
+        let message = format!(
+            "issued version {} serial {} valid until {}",
+            stored.seq,
+            stored.serial,
+            rfc3339(stored.not_after)
+        );
+        tracing::info!(certificate = name, "{message}");
+        self.store
+            .append_event(Some(name), EventKind::Issued, &message)
+            .await?;
+        Ok(())
+    }
+}
+
+enum IssueFailure {
+    Gone,
+    Failed(String),
+}
+
+impl From<StoreError> for IssueFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => IssueFailure::Gone,
+            other => IssueFailure::Failed(format!("store: {other}")),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The JSON shapes of the REST API (and of `certfleet cert ls --json`), documented in
+//! `docs/api.md`. Fields are only ever added, never renamed or removed, within `/api/v1`.
+
+use certfleet_core::time::{UnixTime, days_left};
+use certfleet_core::{Certificate, Version};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// RFC 3339 UTC text for a Unix time.
+pub fn rfc3339(t: UnixTime) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// One certificate, as listed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateView {
+    /// Short name.
+    pub name: String,
+    /// DNS names.
+    pub domains: Vec<String>,
+    /// Issuer name.
+    pub issuer: String,
+    /// Key kind (`ecdsa-p256`, ...).
+    pub key: String,
+    /// Challenge type.
+    pub challenge: String,
+    /// `acme` or `manual`.
+    pub source: String,
+    /// `pending`, `issuing`, `valid` or `failed`.
+    pub status: String,
+    /// Whether certfleet renews it by itself.
+    pub auto_renew: bool,
+    /// Current version number.
+    pub version: Option<u32>,
+    /// notAfter of the current version (RFC 3339).
+    pub not_after: Option<String>,
+    /// Whole days until notAfter (negative once expired).
+    pub days_left: Option<i64>,
+    /// Failed attempts since the last success.
+    pub failure_streak: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl CertificateView {
+    /// Build from the model at time `now`.
+    pub fn new(c: &Certificate, now: UnixTime) -> Self {
+        Self {
+            name: c.name.to_string(),
+            domains: c.domains.iter().map(ToString::to_string).collect(),
+            issuer: c.issuer.clone(),
+            key: c.key_kind.to_string(),
+            challenge: c.challenge.to_string(),
+            source: c.source.as_str().into(),
+            status: c.status.as_str().into(),
+            auto_renew: c.auto_renewable(),
+            version: c.current_version,
+            not_after: c.not_after.map(rfc3339),
+            days_left: c.not_after.map(|t| days_left(t, now)),
+            failure_streak: c.failure_streak,
+            last_error: c.last_error.clone(),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+/// One certificate of a chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChainEntry {
+    /// Subject DN.
+    pub subject: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Serial, hex.
+    pub serial: String,
+    /// notAfter (RFC 3339).
+    pub not_after: String,
+}
+
+/// One version of a certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VersionView {
+    /// Version number.
+    pub version: u32,
+    /// Whether it is the current one.
+    pub current: bool,
+    /// Serial, hex.
+    pub serial: String,
+    /// notBefore (RFC 3339).
+    pub not_before: String,
+    /// notAfter (RFC 3339).
+    pub not_after: String,
+    /// Key kind.
+    pub key: String,
+    /// When it was stored (RFC 3339).
+    pub issued_at: String,
+    /// The version it replaced.
+    pub replaces: Option<u32>,
+    /// When it was revoked (RFC 3339).
+    pub revoked_at: Option<String>,
+    /// Leaf first, then the intermediates.
+    pub chain: Vec<ChainEntry>,
+}
+
+impl VersionView {
+    /// Build from the model; `chain` comes from parsing the stored PEM.
+    pub fn new(v: &Version, current: Option<u32>, chain: Vec<ChainEntry>) -> Self {
+        Self {
+            version: v.seq,
+            current: current == Some(v.seq),
+            serial: v.serial.clone(),
+            not_before: rfc3339(v.not_before),
+            not_after: rfc3339(v.not_after),
+            key: v.key_kind.to_string(),
+            issued_at: rfc3339(v.issued_at),
+            replaces: v.replaces,
+            revoked_at: v.revoked_at.map(rfc3339),
+            chain,
+        }
+    }
+}
+
+/// A certificate with its versions (`GET /api/v1/certificates/{name}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateDetail {
+    /// The certificate.
+    #[serde(flatten)]
+    pub certificate: CertificateView,
+    /// Every version, oldest first.
+    pub versions: Vec<VersionView>,
+}
+
+/// The files of the current version (`GET /api/v1/certificates/{name}/bundle`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BundleView {
+    /// Certificate name.
+    pub name: String,
+    /// DNS names.
+    pub domains: Vec<String>,
+    /// Version number.
+    pub version: u32,
+    /// Serial, hex.
+    pub serial: String,
+    /// The leaf (certbot's `cert.pem`).
+    pub cert_pem: String,
+    /// The intermediates (`chain.pem`).
+    pub chain_pem: String,
+    /// Leaf and intermediates (`fullchain.pem`).
+    pub fullchain_pem: String,
+    /// The private key (`privkey.pem`).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for BundleView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleView")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An issuer and its account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IssuerView {
+    /// Name.
+    pub name: String,
+    /// ACME directory URL.
+    pub directory: String,
+    /// Account contacts.
+    pub contacts: Vec<String>,
+    /// The account URL, once registered.
+    pub account_url: Option<String>,
+}
+
+/// The body of `POST /api/v1/certificates`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AddCertificate {
+    /// Short name.
+    pub name: String,
+    /// DNS names.
+    pub domains: Vec<String>,
+    /// Issuer (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Key kind (default `ecdsa-p256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Challenge type (default `http-01`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+}

@@ -1,0 +1,329 @@
+//! [`SqliteStore`]: the embedded default [`Store`], one SQLite file in the data directory.
+//!
+//! One [`rusqlite::Connection`] sits behind a mutex; every trait call runs on tokio's blocking
+//! pool and takes the lock only there, never across an `.await`. The database is opened in WAL
+//! mode with foreign keys on, and migrated forward with versioned steps (`schema`). Private
+//! keys and account credentials are sealed by the [`Sealer`] before they reach SQL; the
+//! associated data names the row, so a blob copied into another row does not open.
+//!
+//! The queries live by table: `certificates`, `versions`, and the smaller tables in
+//! `records`. They use plain SQL (`ON CONFLICT`, `BIGINT`, `COALESCE`) so that a PostgreSQL
+//! twin is a straight port.
+
+mod certificates;
+mod records;
+mod schema;
+mod versions;
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use certfleet_core::time::UnixTime;
+use certfleet_core::{
+    AccountRecord, Certificate, CertificateStatus, Event, EventKind, Http01Challenge,
+    NewCertificate, NewVersion, Secret, Store, StoreError, Version,
+};
+use rusqlite::Connection;
+
+use crate::seal::Sealer;
+
+pub use schema::SCHEMA_VERSION;
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+/// Mode of a database file created by certfleet.
+const DB_FILE_MODE: u32 = 0o600;
+
+/// The SQLite store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    sealer: Sealer,
+    label: String,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("database", &self.inner.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating it with mode 0600 if missing) and migrate the database at `path`.
+    /// Refuses a database written by a newer certfleet.
+    pub fn open(path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
+        create_private_file(path)?;
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::setup(conn, sealer, path.display().to_string(), true)
+    }
+
+    /// A private in-memory database, for tests and dry runs.
+    pub fn open_in_memory(sealer: Sealer) -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(backend)?;
+        Self::setup(conn, sealer, ":memory:".to_string(), false)
+    }
+
+    fn setup(
+        mut conn: Connection,
+        sealer: Sealer,
+        label: String,
+        wal: bool,
+    ) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        if wal {
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .map_err(backend)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(database = %label, %mode, "SQLite refused WAL journal mode");
+            }
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        schema::migrate(&mut conn, &label)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                sealer,
+                label,
+            }),
+        })
+    }
+
+    /// Run `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Sealer) -> Result<T, Fail> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A panic mid-call left no open transaction behind (rusqlite rolls back on drop),
+            // so the connection is still usable.
+            let mut conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn, &inner.sealer).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+}
+
+/// Create the database file with mode 0600 unless it exists; warn if an existing one is
+/// open to group or others.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(DB_FILE_MODE)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)
+                .map_err(|e| StoreError::Backend(Box::new(e)))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    database = %path.display(),
+                    mode = format!("{:03o}", mode & 0o777),
+                    "database file is accessible by group or others; consider `chmod 600`"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Backend(Box::new(io::Error::new(
+            e.kind(),
+            format!("cannot create database file {}: {e}", path.display()),
+        )))),
+    }
+}
+
+/// A failure inside a query function: SQL errors convert with `?`, store errors pass through.
+#[derive(Debug)]
+enum Fail {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Sql(e) => backend(e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn cert_not_found(name: &str) -> Fail {
+    StoreError::NotFound(format!("certificate {name:?}")).into()
+}
+
+fn corrupt(what: String) -> Fail {
+    StoreError::Corrupt(what).into()
+}
+
+/// Parse a stored enum or other text column.
+fn parse<T: FromStr>(text: &str, column: &str) -> Result<T, Fail>
+where
+    T::Err: fmt::Display,
+{
+    text.parse()
+        .map_err(|e| corrupt(format!("column {column}: {e}")))
+}
+
+/// Convert a stored integer to `u32`.
+fn to_u32(value: i64, column: &str) -> Result<u32, Fail> {
+    u32::try_from(value).map_err(|_| corrupt(format!("column {column}: {value} is out of range")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_certificate(&self, new: &NewCertificate) -> Result<Certificate, StoreError> {
+        let new = new.clone();
+        self.call(move |c, _| certificates::create(c, &new)).await
+    }
+
+    async fn certificate(&self, name: &str) -> Result<Option<Certificate>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| certificates::get(c, &name)).await
+    }
+
+    async fn certificates(&self) -> Result<Vec<Certificate>, StoreError> {
+        self.call(|c, _| certificates::list(c)).await
+    }
+
+    async fn delete_certificate(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| certificates::delete(c, &name)).await
+    }
+
+    async fn set_status(
+        &self,
+        name: &str,
+        status: CertificateStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (name, error) = (name.to_string(), error.map(str::to_string));
+        self.call(move |c, _| certificates::set_status(c, &name, status, error.as_deref()))
+            .await
+    }
+
+    async fn set_order_url(&self, name: &str, url: Option<&str>) -> Result<(), StoreError> {
+        let (name, url) = (name.to_string(), url.map(str::to_string));
+        self.call(move |c, _| certificates::set_order_url(c, &name, url.as_deref()))
+            .await
+    }
+
+    async fn add_version(&self, name: &str, version: NewVersion) -> Result<Version, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, s| versions::add(c, s, &name, &version))
+            .await
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<Version>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| versions::list(c, &name)).await
+    }
+
+    async fn version_key(&self, name: &str, seq: u32) -> Result<Secret, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, s| versions::key(c, s, &name, seq)).await
+    }
+
+    async fn account(
+        &self,
+        issuer: &str,
+        directory_url: &str,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let (issuer, url) = (issuer.to_string(), directory_url.to_string());
+        self.call(move |c, s| records::account(c, s, &issuer, &url))
+            .await
+    }
+
+    async fn save_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
+        let account = account.clone();
+        self.call(move |c, s| records::save_account(c, s, &account))
+            .await
+    }
+
+    async fn put_challenge(&self, challenge: &Http01Challenge) -> Result<(), StoreError> {
+        let challenge = challenge.clone();
+        self.call(move |c, _| records::put_challenge(c, &challenge))
+            .await
+    }
+
+    async fn challenge_response(
+        &self,
+        token: &str,
+        host: &str,
+        now: UnixTime,
+    ) -> Result<Option<String>, StoreError> {
+        let (token, host) = (token.to_string(), host.to_string());
+        self.call(move |c, _| records::challenge_response(c, &token, &host, now))
+            .await
+    }
+
+    async fn remove_challenges(&self, tokens: &[String]) -> Result<(), StoreError> {
+        let tokens = tokens.to_vec();
+        self.call(move |c, _| records::remove_challenges(c, &tokens))
+            .await
+    }
+
+    async fn purge_challenges(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.call(move |c, _| records::purge_challenges(c, now))
+            .await
+    }
+
+    async fn append_event(
+        &self,
+        certificate: Option<&str>,
+        kind: EventKind,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let (certificate, message) = (certificate.map(str::to_string), message.to_string());
+        self.call(move |c, _| records::append_event(c, certificate.as_deref(), kind, &message))
+            .await
+    }
+
+    async fn events(
+        &self,
+        certificate: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let certificate = certificate.map(str::to_string);
+        self.call(move |c, _| records::events(c, certificate.as_deref(), limit))
+            .await
+    }
+}

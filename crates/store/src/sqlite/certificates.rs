@@ -1,0 +1,188 @@
+//! Queries on the `certificates` table.
+
+use certfleet_core::time::{self, UnixTime};
+use certfleet_core::{
+    CertName, Certificate, CertificateStatus, DnsName, NewCertificate, Source, StoreError,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+
+use super::{Fail, cert_not_found, corrupt, parse, to_u32};
+
+/// Bytes of randomness in a certificate id (hex-encoded, so twice as many characters).
+const ID_BYTES: usize = 16;
+
+/// Columns of a [`Certificate`], with `not_after` from its current version.
+const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
+        c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
+        c.next_due, c.order_url, c.created_at, c.updated_at
+    FROM certificates c
+    LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
+
+pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certificate, Fail> {
+    let id = random_id()?;
+    let now = time::now();
+    let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
+    let inserted = conn.execute(
+        "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
+            status, failure_streak, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9)",
+        params![
+            id,
+            new.name.as_str(),
+            domains,
+            new.issuer,
+            new.key_kind.as_str(),
+            new.challenge.as_str(),
+            new.source.as_str(),
+            CertificateStatus::Pending.as_str(),
+            now,
+        ],
+    );
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists(new.name.to_string()).into());
+        }
+        other => other?,
+    };
+    Ok(Certificate {
+        id,
+        name: new.name.clone(),
+        domains: new.domains.clone(),
+        issuer: new.issuer.clone(),
+        key_kind: new.key_kind,
+        challenge: new.challenge,
+        source: new.source,
+        status: CertificateStatus::Pending,
+        current_version: None,
+        not_after: None,
+        failure_streak: 0,
+        last_error: None,
+        next_due: None,
+        order_url: None,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+pub(super) fn get(conn: &Connection, name: &str) -> Result<Option<Certificate>, Fail> {
+    let mut stmt = conn.prepare(&format!("{SELECT} WHERE c.name = ?1"))?;
+    let mut rows = stmt.query([name])?;
+    rows.next()?.map(from_row).transpose()
+}
+
+pub(super) fn list(conn: &Connection) -> Result<Vec<Certificate>, Fail> {
+    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY c.name"))?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// Versions and challenges go with the certificate (`ON DELETE CASCADE`); events stay.
+pub(super) fn delete(conn: &Connection, name: &str) -> Result<bool, Fail> {
+    Ok(conn.execute("DELETE FROM certificates WHERE name = ?1", [name])? > 0)
+}
+
+pub(super) fn set_status(
+    conn: &Connection,
+    name: &str,
+    status: CertificateStatus,
+    error: Option<&str>,
+) -> Result<(), Fail> {
+    let changed = conn.execute(
+        "UPDATE certificates SET
+            status = ?2,
+            failure_streak = CASE ?2 WHEN 'failed' THEN failure_streak + 1
+                                     WHEN 'valid' THEN 0
+                                     ELSE failure_streak END,
+            last_error = CASE ?2 WHEN 'failed' THEN ?3
+                                 WHEN 'valid' THEN NULL
+                                 ELSE last_error END,
+            updated_at = ?4
+         WHERE name = ?1",
+        params![name, status.as_str(), error, time::now()],
+    )?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    Ok(())
+}
+
+pub(super) fn set_order_url(conn: &Connection, name: &str, url: Option<&str>) -> Result<(), Fail> {
+    let changed = conn.execute(
+        "UPDATE certificates SET order_url = ?2, updated_at = ?3 WHERE name = ?1",
+        params![name, url, time::now()],
+    )?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    Ok(())
+}
+
+/// The id and current version of the certificate called `name`.
+pub(super) fn id_and_current(conn: &Connection, name: &str) -> Result<(String, Option<u32>), Fail> {
+    let found: Option<(String, Option<i64>)> = conn
+        .query_row(
+            "SELECT id, current_version FROM certificates WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, current) = found.ok_or_else(|| cert_not_found(name))?;
+    let current = current
+        .map(|v| to_u32(v, "certificates.current_version"))
+        .transpose()?;
+    Ok((id, current))
+}
+
+fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
+    let name: String = row.get(1)?;
+    let domains: String = row.get(2)?;
+    let source: String = row.get(6)?;
+    let current: Option<i64> = row.get(8)?;
+    Ok(Certificate {
+        id: row.get(0)?,
+        name: CertName::parse(&name).map_err(|e| corrupt(format!("column name: {e}")))?,
+        domains: parse_domains(&domains)?,
+        issuer: row.get(3)?,
+        key_kind: parse(&row.get::<_, String>(4)?, "key_kind")?,
+        challenge: parse(&row.get::<_, String>(5)?, "challenge")?,
+        source: parse_source(&source)?,
+        status: parse(&row.get::<_, String>(7)?, "status")?,
+        current_version: current.map(|v| to_u32(v, "current_version")).transpose()?,
+        not_after: row.get::<_, Option<UnixTime>>(9)?,
+        failure_streak: to_u32(row.get(10)?, "failure_streak")?,
+        last_error: row.get(11)?,
+        next_due: row.get(12)?,
+        order_url: row.get(13)?,
+        created_at: row.get(14)?,
+        updated_at: row.get(15)?,
+    })
+}
+
+fn parse_domains(json: &str) -> Result<Vec<DnsName>, Fail> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("column domains: {e}")))
+}
+
+fn parse_source(text: &str) -> Result<Source, Fail> {
+    [Source::Acme, Source::Manual]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| corrupt(format!("column source: unknown source {text:?}")))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    e.sqlite_error().is_some_and(|err| {
+        err.code == ErrorCode::ConstraintViolation
+            && err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    })
+}
+
+fn random_id() -> Result<String, Fail> {
+    let mut bytes = [0u8; ID_BYTES];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| StoreError::Backend("the system random number generator failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,186 @@
+//! Queries on the smaller tables: `accounts` (credentials sealed), `http01_challenges`
+//! (RFC 8555 §8.3 responses any node can serve) and the append-only `events` log.
+
+use certfleet_core::time::{self, UnixTime};
+use certfleet_core::{AccountRecord, Event, EventKind, Http01Challenge, StoreError};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::certificates::id_and_current;
+use super::versions::secret_from_utf8;
+use super::{Fail, parse};
+use crate::seal::Sealer;
+
+/// Associated data binding sealed credentials to their account row.
+fn account_aad(issuer: &str, directory_url: &str) -> String {
+    format!("certfleet/v1/account/{issuer}/{directory_url}")
+}
+
+fn account_label(issuer: &str, directory_url: &str) -> String {
+    format!("the account of issuer {issuer:?} at {directory_url}")
+}
+
+pub(super) fn account(
+    conn: &Connection,
+    sealer: &Sealer,
+    issuer: &str,
+    directory_url: &str,
+) -> Result<Option<AccountRecord>, Fail> {
+    let found: Option<(String, Vec<u8>, UnixTime)> = conn
+        .query_row(
+            "SELECT account_url, sealed_credentials, created_at FROM accounts
+             WHERE issuer = ?1 AND directory_url = ?2",
+            [issuer, directory_url],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((account_url, blob, created_at)) = found else {
+        return Ok(None);
+    };
+    let what = account_label(issuer, directory_url);
+    let plain = sealer
+        .open(&blob, account_aad(issuer, directory_url).as_bytes())
+        .map_err(|_| StoreError::Unseal(what.clone()))?;
+    Ok(Some(AccountRecord {
+        issuer: issuer.to_string(),
+        directory_url: directory_url.to_string(),
+        account_url,
+        credentials: secret_from_utf8(plain, &what)?,
+        created_at,
+    }))
+}
+
+/// Insert or replace the account of `(issuer, directory_url)`.
+pub(super) fn save_account(
+    conn: &Connection,
+    sealer: &Sealer,
+    account: &AccountRecord,
+) -> Result<(), Fail> {
+    let aad = account_aad(&account.issuer, &account.directory_url);
+    let sealed = sealer.seal(account.credentials.expose().as_bytes(), aad.as_bytes());
+    conn.execute(
+        "INSERT INTO accounts (issuer, directory_url, account_url, sealed_credentials, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (issuer, directory_url) DO UPDATE SET
+            account_url = excluded.account_url,
+            sealed_credentials = excluded.sealed_credentials,
+            created_at = excluded.created_at",
+        params![
+            account.issuer,
+            account.directory_url,
+            account.account_url,
+            sealed,
+            account.created_at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Publish (or re-publish) a response; the host is stored lowercase.
+pub(super) fn put_challenge(conn: &Connection, challenge: &Http01Challenge) -> Result<(), Fail> {
+    let (certificate_id, _) = id_and_current(conn, &challenge.certificate)?;
+    conn.execute(
+        "INSERT INTO http01_challenges (token, host, key_authorization, certificate_id, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (token) DO UPDATE SET
+            host = excluded.host,
+            key_authorization = excluded.key_authorization,
+            certificate_id = excluded.certificate_id,
+            expires_at = excluded.expires_at",
+        params![
+            challenge.token,
+            challenge.host.to_ascii_lowercase(),
+            challenge.key_authorization,
+            certificate_id,
+            challenge.expires_at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The key authorization of `token` if it was published for `host` and is live at `now`.
+pub(super) fn challenge_response(
+    conn: &Connection,
+    token: &str,
+    host: &str,
+    now: UnixTime,
+) -> Result<Option<String>, Fail> {
+    Ok(conn
+        .query_row(
+            "SELECT key_authorization FROM http01_challenges
+             WHERE token = ?1 AND host = ?2 AND expires_at > ?3",
+            params![token, host.to_ascii_lowercase(), now],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+pub(super) fn remove_challenges(conn: &mut Connection, tokens: &[String]) -> Result<(), Fail> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare("DELETE FROM http01_challenges WHERE token = ?1")?;
+        for token in tokens {
+            stmt.execute([token])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Drop every response that is no longer live at `now` (`expires_at <= now`).
+pub(super) fn purge_challenges(conn: &Connection, now: UnixTime) -> Result<u64, Fail> {
+    let removed = conn.execute(
+        "DELETE FROM http01_challenges WHERE expires_at <= ?1",
+        [now],
+    )?;
+    Ok(removed as u64)
+}
+
+pub(super) fn append_event(
+    conn: &Connection,
+    certificate: Option<&str>,
+    kind: EventKind,
+    message: &str,
+) -> Result<(), Fail> {
+    conn.execute(
+        "INSERT INTO events (at, certificate, kind, message) VALUES (?1, ?2, ?3, ?4)",
+        params![time::now(), certificate, kind.as_str(), message],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` events, newest first, optionally only those about `certificate`.
+pub(super) fn events(
+    conn: &Connection,
+    certificate: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Event>, Fail> {
+    const COLUMNS: &str = "SELECT id, at, certificate, kind, message FROM events";
+    let mut stmt;
+    let mut rows = match certificate {
+        Some(name) => {
+            stmt = conn.prepare(&format!(
+                "{COLUMNS} WHERE certificate = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            stmt.query(params![name, limit])?
+        }
+        None => {
+            stmt = conn.prepare(&format!("{COLUMNS} ORDER BY id DESC LIMIT ?1"))?;
+            stmt.query(params![limit])?
+        }
+    };
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(event_from_row(row)?);
+    }
+    Ok(out)
+}
+
+fn event_from_row(row: &Row<'_>) -> Result<Event, Fail> {
+    Ok(Event {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        certificate: row.get(2)?,
+        kind: parse::<EventKind>(&row.get::<_, String>(3)?, "events.kind")?,
+        message: row.get(4)?,
+    })
+}

@@ -1,0 +1,143 @@
+//! The database schema and its forward migrations.
+//!
+//! The schema version lives in `PRAGMA user_version`; migration `i` (0-based) takes the
+//! database from version `i` to `i + 1` inside one transaction, together with the version
+//! bump. Column types are chosen to port verbatim to PostgreSQL (`BIGINT` for Unix seconds,
+//! `TEXT`, and `BLOB` which becomes `BYTEA`). Never edit a released migration: append one.
+
+use certfleet_core::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The schema version this code writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Forward migrations, oldest first.
+const MIGRATIONS: &[&str] = &[
+    // 1: certificates, their versions, ACME accounts, HTTP-01 responses and the event log.
+    "CREATE TABLE certificates (
+        id               TEXT PRIMARY KEY,
+        name             TEXT NOT NULL UNIQUE,
+        domains          TEXT NOT NULL,
+        issuer           TEXT NOT NULL,
+        key_kind         TEXT NOT NULL,
+        challenge        TEXT NOT NULL,
+        source           TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        current_version  INTEGER,
+        failure_streak   INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        next_due         BIGINT,
+        order_url        TEXT,
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL
+    );
+    CREATE INDEX certificates_next_due ON certificates (next_due);
+
+    CREATE TABLE versions (
+        certificate_id   TEXT NOT NULL REFERENCES certificates (id) ON DELETE CASCADE,
+        seq              INTEGER NOT NULL,
+        serial           TEXT NOT NULL,
+        not_before       BIGINT NOT NULL,
+        not_after        BIGINT NOT NULL,
+        leaf_pem         TEXT NOT NULL,
+        chain_pem        TEXT NOT NULL,
+        key_kind         TEXT NOT NULL,
+        sealed_key       BLOB NOT NULL,
+        issued_at        BIGINT NOT NULL,
+        order_url        TEXT,
+        replaces         INTEGER,
+        revoked_at       BIGINT,
+        PRIMARY KEY (certificate_id, seq)
+    );
+
+    CREATE TABLE accounts (
+        issuer              TEXT NOT NULL,
+        directory_url       TEXT NOT NULL,
+        account_url         TEXT NOT NULL,
+        sealed_credentials  BLOB NOT NULL,
+        created_at          BIGINT NOT NULL,
+        PRIMARY KEY (issuer, directory_url)
+    );
+
+    CREATE TABLE http01_challenges (
+        token              TEXT PRIMARY KEY,
+        host               TEXT NOT NULL,
+        key_authorization  TEXT NOT NULL,
+        certificate_id     TEXT NOT NULL REFERENCES certificates (id) ON DELETE CASCADE,
+        expires_at         BIGINT NOT NULL
+    );
+    CREATE INDEX http01_challenges_certificate ON http01_challenges (certificate_id);
+    CREATE INDEX http01_challenges_expires ON http01_challenges (expires_at);
+
+    CREATE TABLE events (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           BIGINT NOT NULL,
+        certificate  TEXT,
+        kind         TEXT NOT NULL,
+        message      TEXT NOT NULL
+    );
+    CREATE INDEX events_certificate ON events (certificate, id);",
+];
+
+/// A database written by a newer certfleet than this one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "database {database} has schema version {found}, newer than version {SCHEMA_VERSION} \
+     that this certfleet understands; run the newer certfleet (or restore a backup)"
+)]
+struct SchemaTooNew {
+    database: String,
+    found: i64,
+}
+
+/// Bring the database up to [`SCHEMA_VERSION`], one transaction per step.
+pub(super) fn migrate(conn: &mut Connection, database: &str) -> Result<(), StoreError> {
+    let backend = |e: rusqlite::Error| StoreError::Backend(Box::new(e));
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Backend(Box::new(SchemaTooNew {
+            database: database.to_string(),
+            found,
+        })));
+    }
+    let start = usize::try_from(found)
+        .map_err(|_| StoreError::Corrupt(format!("negative schema version {found}")))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        tracing::info!(database, version = index + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, "mem").unwrap();
+        migrate(&mut conn, "mem").unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn, "mem").unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
+        assert!(
+            err.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{err}"
+        );
+    }
+}

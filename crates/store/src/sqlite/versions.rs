@@ -1,0 +1,145 @@
+//! Queries on the `versions` table; private keys are sealed here and nowhere else.
+
+use certfleet_core::time;
+use certfleet_core::{CertificateStatus, NewVersion, Secret, StoreError, Version};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::certificates::id_and_current;
+use super::{Fail, cert_not_found, corrupt, parse, to_u32};
+use crate::seal::Sealer;
+
+/// Associated data binding a sealed key to its row.
+fn key_aad(certificate_id: &str, seq: u32) -> String {
+    format!("certfleet/v1/version-key/{certificate_id}/{seq}")
+}
+
+/// Store `new` as the next version of `name`, make it current and mark the certificate
+/// valid with a clean slate (streak 0, no error, no order in flight), all in one transaction.
+pub(super) fn add(
+    conn: &mut Connection,
+    sealer: &Sealer,
+    name: &str,
+    new: &NewVersion,
+) -> Result<Version, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (id, replaces) = id_and_current(&tx, name)?;
+    let next: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE certificate_id = ?1",
+        [&id],
+        |r| r.get(0),
+    )?;
+    let seq = to_u32(next, "versions.seq")?;
+    let sealed_key = sealer.seal(
+        new.key_pem.expose().as_bytes(),
+        key_aad(&id, seq).as_bytes(),
+    );
+    let now = time::now();
+    tx.execute(
+        "INSERT INTO versions (certificate_id, seq, serial, not_before, not_after, leaf_pem,
+            chain_pem, key_kind, sealed_key, issued_at, order_url, replaces, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL)",
+        params![
+            id,
+            seq,
+            new.serial,
+            new.not_before,
+            new.not_after,
+            new.leaf_pem,
+            new.chain_pem,
+            new.key_kind.as_str(),
+            sealed_key,
+            now,
+            new.order_url,
+            replaces,
+        ],
+    )?;
+    tx.execute(
+        "UPDATE certificates SET current_version = ?2, status = ?3, failure_streak = 0,
+            last_error = NULL, order_url = NULL, updated_at = ?4
+         WHERE id = ?1",
+        params![id, seq, CertificateStatus::Valid.as_str(), now],
+    )?;
+    tx.commit()?;
+    Ok(Version {
+        seq,
+        serial: new.serial.clone(),
+        not_before: new.not_before,
+        not_after: new.not_after,
+        leaf_pem: new.leaf_pem.clone(),
+        chain_pem: new.chain_pem.clone(),
+        key_kind: new.key_kind,
+        issued_at: now,
+        order_url: new.order_url.clone(),
+        replaces,
+        revoked_at: None,
+    })
+}
+
+/// Every version of `name`, oldest first.
+pub(super) fn list(conn: &Connection, name: &str) -> Result<Vec<Version>, Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, serial, not_before, not_after, leaf_pem, chain_pem, key_kind, issued_at,
+            order_url, replaces, revoked_at
+         FROM versions WHERE certificate_id = ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([&id])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The unsealed private key of version `seq` of `name`.
+pub(super) fn key(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+    seq: u32,
+) -> Result<Secret, Fail> {
+    let found: Option<(String, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT c.id, v.sealed_key FROM certificates c
+             LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = ?2
+             WHERE c.name = ?1",
+            params![name, seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, blob) = found.ok_or_else(|| cert_not_found(name))?;
+    let what = format!("the key of version {seq} of certificate {name:?}");
+    let blob = blob.ok_or_else(|| StoreError::NotFound(what.clone()))?;
+    let plain = sealer
+        .open(&blob, key_aad(&id, seq).as_bytes())
+        .map_err(|_| StoreError::Unseal(what.clone()))?;
+    secret_from_utf8(plain, &what)
+}
+
+/// Wrap unsealed bytes as a [`Secret`], wiping them if they are not UTF-8.
+pub(super) fn secret_from_utf8(plain: Vec<u8>, what: &str) -> Result<Secret, Fail> {
+    String::from_utf8(plain).map(Secret::new).map_err(|e| {
+        let mut bytes = e.into_bytes();
+        bytes.iter_mut().for_each(|b| *b = 0);
+        corrupt(format!("{what} is not UTF-8 text"))
+    })
+}
+
+fn from_row(row: &Row<'_>) -> Result<Version, Fail> {
+    let replaces: Option<i64> = row.get(9)?;
+    Ok(Version {
+        seq: to_u32(row.get(0)?, "versions.seq")?,
+        serial: row.get(1)?,
+        not_before: row.get(2)?,
+        not_after: row.get(3)?,
+        leaf_pem: row.get(4)?,
+        chain_pem: row.get(5)?,
+        key_kind: parse(&row.get::<_, String>(6)?, "versions.key_kind")?,
+        issued_at: row.get(7)?,
+        order_url: row.get(8)?,
+        replaces: replaces
+            .map(|v| to_u32(v, "versions.replaces"))
+            .transpose()?,
+        revoked_at: row.get(10)?,
+    })
+}

@@ -1,0 +1,158 @@
+//! Integration tests: start real Pebble instances (needs `apt-get install -y pebble`).
+
+use std::time::{Duration, Instant};
+
+use certfleet_testkit::{Pebble, PebbleOptions, free_port, require_program};
+
+#[test]
+fn free_port_is_bindable() {
+    let port = free_port();
+    assert_ne!(port, 0);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("port from free_port is free");
+}
+
+#[test]
+fn require_program_finds_pebble_and_names_missing_ones() {
+    assert!(require_program("pebble", "apt-get install -y pebble").is_file());
+    assert!(require_program("/bin/sh", "n/a").is_absolute());
+    let err =
+        std::panic::catch_unwind(|| require_program("no-such-prog-xyz", "apt-get install -y xyz"))
+            .expect_err("missing program must panic");
+    let msg = err.downcast_ref::<String>().expect("panic message");
+    assert!(
+        msg.contains("no-such-prog-xyz") && msg.contains("apt-get install -y xyz"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn pebble_serves_directory_and_roots() {
+    let started = Instant::now();
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    eprintln!("Pebble ready in {:?}", started.elapsed());
+
+    let url = pebble.directory_url();
+    assert!(
+        url.starts_with("https://127.0.0.1:") && url.ends_with("/dir"),
+        "{url}"
+    );
+    let dir = std::fs::read_to_string(pebble.dir().join("pebble.json")).unwrap();
+    assert!(
+        dir.contains(&format!("\"httpPort\": {}", pebble.http01_port())),
+        "{dir}"
+    );
+    assert!(
+        dir.contains(&format!("\"tlsPort\": {}", pebble.tls_alpn_port())),
+        "{dir}"
+    );
+    assert!(!dir.contains("certificateValidityPeriod"), "{dir}");
+    assert_eq!(
+        std::fs::read_to_string(pebble.ca_cert_path()).unwrap(),
+        pebble.ca_cert_pem()
+    );
+
+    let root = pebble.root_pem().await;
+    assert!(root.starts_with("-----BEGIN CERTIFICATE-----"), "{root}");
+    let intermediate = pebble.intermediate_pem().await;
+    assert!(
+        intermediate.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{intermediate}"
+    );
+    assert_ne!(root, intermediate);
+    assert!(pebble.log().contains("Listening on"), "{}", pebble.log());
+    assert!(
+        pebble
+            .challtestsrv_management_url()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(
+        dns_a(pebble.dns_port(), "www.example.test").await,
+        [127, 0, 0, 1]
+    );
+}
+
+/// One raw DNS A query to challtestsrv over UDP; returns the first answer's address.
+async fn dns_a(port: u16, name: &str) -> [u8; 4] {
+    let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]; // id, RD, 1 question
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]); // root, type A, class IN
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(&query, ("127.0.0.1", port)).await.unwrap();
+    let mut buf = [0u8; 512];
+    let recv = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf));
+    let n = recv.await.expect("DNS answer in time").unwrap();
+    assert_eq!(
+        u16::from_be_bytes([buf[6], buf[7]]),
+        1,
+        "one answer: {:?}",
+        &buf[..n]
+    );
+    // Skip the echoed question, then the answer's owner name (a pointer or labels).
+    let mut i = query.len();
+    while buf[i] != 0 && buf[i] & 0xC0 == 0 {
+        i += 1 + buf[i] as usize;
+    }
+    i += if buf[i] == 0 { 1 } else { 2 };
+    // type A, class IN, TTL (4), rdlength 4, then the address.
+    assert_eq!(&buf[i..i + 4], &[0, 1, 0, 1], "{:?}", &buf[..n]);
+    assert_eq!(&buf[i + 8..i + 10], &[0, 4], "{:?}", &buf[..n]);
+    buf[i + 10..i + 14].try_into().unwrap()
+}
+
+#[tokio::test]
+async fn directory_lists_new_order() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let body = pebble.directory_json().await;
+    assert!(body.contains("newOrder"), "{body}");
+}
+
+#[tokio::test]
+async fn two_pebbles_run_at_once_and_stop_on_drop() {
+    let opts = PebbleOptions {
+        validity_secs: Some(600),
+        ..PebbleOptions::default()
+    };
+    let (a, b) = tokio::join!(Pebble::start(opts.clone()), Pebble::start(opts));
+    assert_ne!(a.directory_url(), b.directory_url());
+    assert_ne!(a.ca_cert_pem(), b.ca_cert_pem());
+    let config = std::fs::read_to_string(a.dir().join("pebble.json")).unwrap();
+    assert!(
+        config.contains("\"certificateValidityPeriod\": 600"),
+        "{config}"
+    );
+    assert!(
+        a.root_pem()
+            .await
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        b.root_pem()
+            .await
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+
+    let port = a.acme_port();
+    let dir = a.dir().to_path_buf();
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "port {port} still open after drop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!dir.exists(), "temp dir removed on drop");
+    assert!(
+        b.root_pem()
+            .await
+            .starts_with("-----BEGIN CERTIFICATE-----"),
+        "b survives a's drop"
+    );
+}
