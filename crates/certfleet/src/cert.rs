@@ -38,7 +38,13 @@ pub enum CertCommand {
         /// Short name: lowercase letters, digits, '-', '_', '.'.
         name: String,
         /// DNS name to include; repeat for more (wildcards need dns-01).
-        #[arg(long = "domain", short = 'd', value_name = "NAME", required = true)]
+        #[arg(
+            long = "domain",
+            short = 'd',
+            value_name = "NAME",
+            required = true,
+            allow_hyphen_values = true
+        )]
         domains: Vec<String>,
         /// Issuer from the configuration [default: default].
         #[arg(long)]

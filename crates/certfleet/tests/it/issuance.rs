@@ -288,3 +288,59 @@ async fn restart_keeps_account_certificates_and_versions() {
     let (_, events) = server.api_request("GET", "/api/v1/events?limit=1000", None);
     assert_eq!(events.matches("account_created").count(), 1, "{events}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_validation_is_reported_with_the_cas_reason() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The responder listens elsewhere than where Pebble looks, so validation must fail.
+    let wrong_port = certfleet_testkit::free_port();
+    let server = Server::start_with(
+        pebble.directory_url(),
+        pebble.ca_cert_path().to_path_buf(),
+        wrong_port,
+        &dir.path().join("data"),
+        &[],
+    );
+    let out = server.cli(&[
+        "cert",
+        "add",
+        "www",
+        "--domain",
+        "www.example.test",
+        "--wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("www: issuance failed: validation failed for www.example.test"),
+        "{stderr}"
+    );
+    let list = server.list();
+    assert_eq!(list[0]["status"], "failed");
+    assert_eq!(list[0]["failure_streak"], 1);
+    assert_eq!(list[0]["version"], serde_json::Value::Null);
+    assert!(
+        list[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("validation failed"),
+        "{}",
+        list[0]
+    );
+    let table = server.cli_ok(&["cert", "ls"]);
+    assert!(
+        table.contains("failed") && table.contains("validation failed"),
+        "{table}"
+    );
+    let out = server.cli(&[
+        "cert",
+        "export",
+        "www",
+        "--dir",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no issued version yet"));
+    assert!(!dir.path().join("x").exists(), "nothing exported");
+}
