@@ -1,5 +1,6 @@
 //! `certfleet server`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use certfleet_server::config::{self, Overrides};
@@ -51,6 +52,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliE
             EnvFilter::try_from_env("CERTFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let file = match &args.config {
         Some(path) => config::load_file(path)
