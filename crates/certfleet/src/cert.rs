@@ -9,8 +9,10 @@ use clap::{Args, Subcommand};
 use crate::client::Api;
 use crate::{CliError, exit, export, table};
 
-/// Interval between status checks while waiting.
-const WAIT_POLL: Duration = Duration::from_millis(100);
+/// First interval between status checks while waiting; grows by half up to [`WAIT_POLL_MAX`].
+const WAIT_POLL_FIRST: Duration = Duration::from_millis(10);
+/// Longest interval between status checks while waiting.
+const WAIT_POLL_MAX: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Args)]
 pub struct Connection {
@@ -222,6 +224,7 @@ async fn wait_settled(
     timeout: u64,
 ) -> Result<(), CliError> {
     let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut interval = WAIT_POLL_FIRST;
     loop {
         let view: CertificateView = api.get(&cert_path(name)).await?;
         match view.status.as_str() {
@@ -253,7 +256,8 @@ async fn wait_settled(
                 ),
             ));
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        tokio::time::sleep(interval).await;
+        interval = (interval * 3 / 2).min(WAIT_POLL_MAX);
     }
 }
 

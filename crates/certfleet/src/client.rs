@@ -67,7 +67,9 @@ impl Api {
                 )
             })?,
         };
-        let http = Client::builder(TokioExecutor::new()).build_http();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { base, token, http })
     }
 
