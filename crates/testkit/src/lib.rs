@@ -32,6 +32,23 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+/// util-linux's `setpriv`, used to tie a child's life to the test process.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// A command for a long-running child of a test. When `setpriv` is available the child gets
+/// `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the test process even if that process is
+/// killed before it can stop the child by PID (a timeout, a SIGKILL). `setpriv` execs the
+/// program, so the child's PID is the program's PID.
+pub fn child_command(program: &Path) -> Command {
+    if Path::new(SETPRIV).exists() {
+        let mut cmd = Command::new(SETPRIV);
+        cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
 /// Bind 127.0.0.1:0, read the port, drop the listener.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -279,7 +296,7 @@ impl Pebble {
 
         let dns = format!("127.0.0.1:{dns_port}");
         let (out, err) = log_file(&dir.path().join("challtestsrv.log"));
-        let challtestsrv = Command::new(&chall_bin)
+        let challtestsrv = child_command(&chall_bin)
             .args([
                 "-defaultIPv4",
                 "127.0.0.1",
@@ -298,7 +315,7 @@ impl Pebble {
             .map(Guard)
             .map_err(|e| format!("spawn {}: {e}", chall_bin.display()))?;
 
-        let mut cmd = Command::new(&pebble_bin);
+        let mut cmd = child_command(&pebble_bin);
         cmd.args(["-config", "pebble.json", "-dnsserver", &dns]);
         let envs = [
             (

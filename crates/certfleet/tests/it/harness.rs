@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use certfleet_testkit::{Pebble, PebbleOptions, free_port};
+use certfleet_testkit::{Pebble, PebbleOptions, child_command, free_port};
 
 /// Bound on waiting for the server to come up: 400 × 25 ms.
 const START_POLLS: u32 = 400;
@@ -75,7 +75,7 @@ impl Server {
             .append(true)
             .open(&self.stdout_path)
             .expect("server stdout file");
-        let child = Command::new(bin())
+        let child = child_command(Path::new(bin()))
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("server")
