@@ -344,3 +344,51 @@ async fn failed_validation_is_reported_with_the_cas_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no issued version yet"));
     assert!(!dir.path().join("x").exists(), "nothing exported");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_concurrent_orders_bounds_orders_in_flight() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        pebble.directory_url(),
+        pebble.ca_cert_path().to_path_buf(),
+        pebble.http01_port(),
+        &dir.path().join("data"),
+        &["--max-concurrent-orders", "1"],
+    );
+    for i in 0..4 {
+        server.cli_ok(&[
+            "cert",
+            "add",
+            &format!("q{i}"),
+            "--domain",
+            &format!("q{i}.example.test"),
+        ]);
+    }
+    let mut settled = false;
+    for _ in 0..400 {
+        let list = server.list();
+        if list.iter().all(|c| c["status"] == "valid") {
+            settled = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(settled, "all four issued: {:?}", server.list());
+    // With one permit, every order is finished before the next one starts.
+    let (_, events) = server.api_request("GET", "/api/v1/events?limit=1000", None);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
+    let order: Vec<&str> = events
+        .iter()
+        .rev()
+        .filter_map(|e| match e["kind"].as_str() {
+            Some("issuance_started") => Some("start"),
+            Some("issued") | Some("failed") => Some("end"),
+            _ => None,
+        })
+        .collect();
+    assert!(order.len() >= 8, "{order:?}");
+    for pair in order.chunks(2) {
+        assert_eq!(pair, ["start", "end"], "orders overlapped: {order:?}");
+    }
+}
