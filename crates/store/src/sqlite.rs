@@ -96,6 +96,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         schema::migrate(&mut conn, &label)?;
+        check_key(&conn, &sealer, &label)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
@@ -120,6 +121,41 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+}
+
+/// `meta` row holding a sealed known value, written on first open.
+const KEY_CHECK: &str = "key-check";
+/// What the key check seals; its associated data names the row.
+const KEY_CHECK_PLAINTEXT: &[u8] = b"certfleet key check";
+const KEY_CHECK_AAD: &[u8] = b"certfleet/v1/meta/key-check";
+
+/// Refuse to open a store with a key-encryption key other than the one it was written with,
+/// before anything is read or written with the wrong key.
+fn check_key(conn: &Connection, sealer: &Sealer, label: &str) -> Result<(), StoreError> {
+    use rusqlite::OptionalExtension;
+    let stored: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [KEY_CHECK], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    match stored {
+        Some(blob) => match sealer.open(&blob, KEY_CHECK_AAD) {
+            Ok(plain) if plain == KEY_CHECK_PLAINTEXT => Ok(()),
+            _ => Err(StoreError::Unseal(format!(
+                "database {label}: this key-encryption key is not the one the store was written with"
+            ))),
+        },
+        None => {
+            let blob = sealer.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD);
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                rusqlite::params![KEY_CHECK, blob],
+            )
+            .map_err(backend)?;
+            Ok(())
+        }
     }
 }
 

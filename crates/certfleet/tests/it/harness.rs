@@ -24,6 +24,7 @@ pub struct Server {
     pub log_path: PathBuf,
     pub stdout_path: PathBuf,
     extra: Vec<String>,
+    envs: Vec<(String, String)>,
     pub directory: String,
     pub ca_root: PathBuf,
 }
@@ -48,6 +49,18 @@ impl Server {
         data_dir: &Path,
         extra: &[&str],
     ) -> Server {
+        Self::start_env(directory, ca_root, http01_port, data_dir, extra, &[])
+    }
+
+    /// Start with extra flags and environment variables.
+    pub fn start_env(
+        directory: String,
+        ca_root: PathBuf,
+        http01_port: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Server {
         let mut server = Server {
             child: None,
             data_dir: data_dir.to_path_buf(),
@@ -56,6 +69,10 @@ impl Server {
             log_path: data_dir.with_extension("log"),
             stdout_path: data_dir.with_extension("out"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             directory,
             ca_root,
         };
@@ -90,6 +107,7 @@ impl Server {
             .args(["--contact", "mailto:ops@example.test"])
             .args(&self.extra)
             .env("CERTFLEET_LOG", "info,certfleet=debug")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(out)
             .stderr(log)
             .stdin(Stdio::null())
@@ -144,6 +162,43 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stop; then run the server once more on the same data directory, expecting it to exit
+    /// (within a bounded wait) because start-up fails. Returns its exit code and stderr.
+    pub fn start_expecting_failure(&mut self) -> (Option<i32>, String) {
+        self.stop();
+        let mut child = child_command(Path::new(bin()))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("server")
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--http01-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--directory", &self.directory])
+            .arg("--ca-root")
+            .arg(&self.ca_root)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn certfleet server");
+        for _ in 0..START_POLLS {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.code(), err);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server kept running although start-up should have failed");
     }
 
     /// Stop and start again on the same data directory.

@@ -3,3 +3,4 @@
 mod bad_input;
 mod harness;
 mod issuance;
+mod lifecycle;

@@ -77,6 +77,11 @@ const MIGRATIONS: &[&str] = &[
         message      TEXT NOT NULL
     );
     CREATE INDEX events_certificate ON events (certificate, id);",
+    // 2: small named values, such as the key check that detects a wrong key-encryption key.
+    "CREATE TABLE meta (
+        key    TEXT PRIMARY KEY,
+        value  BLOB NOT NULL
+    );",
 ];
 
 /// A database written by a newer certfleet than this one.
