@@ -22,7 +22,7 @@ use instant_acme::{
 };
 use tokio::sync::OnceCell;
 
-use crate::error::{AcmeError, error_chain};
+use crate::error::{AcmeError, Problem, error_chain};
 use crate::http::CaClient;
 use crate::inspect::{CertInfo, ParsedChain};
 use crate::keys;
@@ -264,7 +264,16 @@ impl AcmeIssuer {
             .timeout(self.config.order_timeout);
         match order.poll_ready(&policy).await {
             Ok(OrderStatus::Ready) => {}
-            Ok(_) | Err(instant_acme::Error::Api(_)) => return Err(validation_error(order).await),
+            Ok(_) => return Err(validation_error(order, None).await),
+            Err(instant_acme::Error::Api(problem)) => {
+                // Either the poll itself was refused (badNonce, rate limit: worth retrying)
+                // or the order carries an error: find the identifier that failed.
+                let problem = Problem::from(problem);
+                if problem.is_retryable() {
+                    return Err(AcmeError::Problem(problem));
+                }
+                return Err(validation_error(order, Some(problem)).await);
+            }
             Err(e) => return Err(e.into()),
         }
         let key = tokio::task::spawn_blocking(move || keys::generate(key_kind))
@@ -358,9 +367,10 @@ async fn set_all_ready(order: &mut Order, kind: ChallengeKind) -> Result<(), Acm
     Ok(())
 }
 
-/// After an order went invalid: find which identifier failed and why.
-async fn validation_error(order: &mut Order) -> AcmeError {
-    let order_problem = order.state().error.clone();
+/// After an order went invalid: find which identifier failed and why. `reported` is the
+/// problem the CA answered the poll with, if any.
+async fn validation_error(order: &mut Order, reported: Option<Problem>) -> AcmeError {
+    let order_problem = order.state().error.clone().map(Problem::from);
     let mut authzs = order.authorizations();
     while let Some(Ok(mut authz)) = authzs.next().await {
         if authz.refresh().await.is_err() || authz.status != AuthorizationStatus::Invalid {
@@ -374,8 +384,8 @@ async fn validation_error(order: &mut Order) -> AcmeError {
             };
         }
     }
-    match order_problem {
-        Some(p) => AcmeError::Problem(p.into()),
+    match order_problem.or(reported) {
+        Some(p) => AcmeError::Problem(p),
         None => AcmeError::BadResponse("the order became invalid without a reason".into()),
     }
 }

@@ -392,3 +392,31 @@ async fn max_concurrent_orders_bounds_orders_in_flight() {
         assert_eq!(pair, ["start", "end"], "orders overlapped: {order:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_nonces_are_retried_even_when_frequent() {
+    // One request in four is refused with badNonce: instant-acme retries each request with
+    // the fresh nonce from the error (RFC 8555 §6.5), and the issuer retries a whole order
+    // whose requests kept failing.
+    let opts = PebbleOptions {
+        nonce_reject: Some(25),
+        ..PebbleOptions::fast()
+    };
+    let (_pebble, _dir, server) = pebble_and_server(opts).await;
+    for i in 0..5 {
+        server.cli_ok(&[
+            "cert",
+            "add",
+            &format!("n{i}"),
+            "--domain",
+            &format!("n{i}.example.test"),
+            "--wait",
+        ]);
+    }
+    assert!(
+        server
+            .list()
+            .iter()
+            .all(|c| c["status"] == "valid" && c["failure_streak"] == 0)
+    );
+}
