@@ -266,13 +266,15 @@ impl AcmeIssuer {
             Ok(OrderStatus::Ready) => {}
             Ok(_) => return Err(validation_error(order, None).await),
             Err(instant_acme::Error::Api(problem)) => {
-                // Either the poll itself was refused (badNonce, rate limit: worth retrying)
-                // or the order carries an error: find the identifier that failed.
+                // Either the order now carries an error (find the identifier that failed) or
+                // the poll request itself was refused (badNonce, rate limit), which the
+                // caller may retry.
                 let problem = Problem::from(problem);
-                if problem.is_retryable() {
-                    return Err(AcmeError::Problem(problem));
+                let state = order.state();
+                if state.error.is_some() || state.status == OrderStatus::Invalid {
+                    return Err(validation_error(order, Some(problem)).await);
                 }
-                return Err(validation_error(order, Some(problem)).await);
+                return Err(AcmeError::Problem(problem));
             }
             Err(e) => return Err(e.into()),
         }
