@@ -41,6 +41,17 @@ impl Server {
         )
     }
 
+    /// Start next to `pebble` with extra flags.
+    pub fn start_next_to(pebble: &Pebble, data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with(
+            pebble.directory_url(),
+            pebble.ca_cert_path().to_path_buf(),
+            pebble.http01_port(),
+            data_dir,
+            extra,
+        )
+    }
+
     /// Start with an explicit directory URL and extra flags.
     pub fn start_with(
         directory: String,
@@ -230,6 +241,23 @@ impl Server {
             self.log()
         );
         String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// `cert add NAME --domain DOMAIN --wait`, which must succeed.
+    pub fn issue(&self, name: &str, domain: &str) {
+        self.cli_ok(&["cert", "add", name, "--domain", domain, "--wait"]);
+    }
+
+    /// Poll `cert ls --json` (bounded) until there are certificates and all are valid.
+    pub fn wait_all_valid(&self) -> Vec<serde_json::Value> {
+        for _ in 0..START_POLLS {
+            let list = self.list();
+            if !list.is_empty() && list.iter().all(|c| c["status"] == "valid") {
+                return list;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("not all valid: {:?}\n{}", self.list(), self.log());
     }
 
     /// `cert ls --json` parsed.

@@ -243,14 +243,7 @@ async fn twenty_certificates_with_default_nonce_rejection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_keeps_account_certificates_and_versions() {
     let (_pebble, _dir, mut server) = pebble_and_server(PebbleOptions::fast()).await;
-    server.cli_ok(&[
-        "cert",
-        "add",
-        "www",
-        "--domain",
-        "www.example.test",
-        "--wait",
-    ]);
+    server.issue("www", "www.example.test");
     let (status, issuers) = server.api_request("GET", "/api/v1/issuers", None);
     assert_eq!(status, 200, "{issuers}");
     let issuers: serde_json::Value = serde_json::from_str(&issuers).unwrap();
@@ -349,10 +342,8 @@ async fn failed_validation_is_reported_with_the_cas_reason() {
 async fn max_concurrent_orders_bounds_orders_in_flight() {
     let pebble = Pebble::start(PebbleOptions::fast()).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        pebble.directory_url(),
-        pebble.ca_cert_path().to_path_buf(),
-        pebble.http01_port(),
+    let server = Server::start_next_to(
+        &pebble,
         &dir.path().join("data"),
         &["--max-concurrent-orders", "1"],
     );
@@ -365,16 +356,7 @@ async fn max_concurrent_orders_bounds_orders_in_flight() {
             &format!("q{i}.example.test"),
         ]);
     }
-    let mut settled = false;
-    for _ in 0..400 {
-        let list = server.list();
-        if list.iter().all(|c| c["status"] == "valid") {
-            settled = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(settled, "all four issued: {:?}", server.list());
+    server.wait_all_valid();
     // With one permit, every order is finished before the next one starts.
     let (_, events) = server.api_request("GET", "/api/v1/events?limit=1000", None);
     let events: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
@@ -404,14 +386,7 @@ async fn bad_nonces_are_retried_even_when_frequent() {
     };
     let (_pebble, _dir, server) = pebble_and_server(opts).await;
     for i in 0..5 {
-        server.cli_ok(&[
-            "cert",
-            "add",
-            &format!("n{i}"),
-            "--domain",
-            &format!("n{i}.example.test"),
-            "--wait",
-        ]);
+        server.issue(&format!("n{i}"), &format!("n{i}.example.test"));
     }
     assert!(
         server

@@ -57,14 +57,7 @@ async fn first_run_creates_private_files_and_says_so() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_key_encryption_key_is_refused_and_nothing_is_lost() {
     let (_pebble, _dir, mut server) = pebble_and_server(PebbleOptions::fast()).await;
-    server.cli_ok(&[
-        "cert",
-        "add",
-        "www",
-        "--domain",
-        "www.example.test",
-        "--wait",
-    ]);
+    server.issue("www", "www.example.test");
     let before = server.cli_ok(&["cert", "show", "www", "--json"]);
     let kek_path = server.data_dir.join("kek");
     let good = std::fs::read(&kek_path).unwrap();
@@ -112,14 +105,7 @@ async fn kek_from_the_environment_leaves_no_key_file() {
         &[],
         &[("CERTFLEET_KEK", kek)],
     );
-    server.cli_ok(&[
-        "cert",
-        "add",
-        "www",
-        "--domain",
-        "www.example.test",
-        "--wait",
-    ]);
+    server.issue("www", "www.example.test");
     assert!(
         !data.join("kek").exists(),
         "no key file when CERTFLEET_KEK is set"
@@ -138,23 +124,12 @@ async fn certificates_in_the_config_file_are_issued_at_start() {
          [[certificates]]\nname = \"cfg\"\ndomains = [\"cfg.example.test\", \"www.cfg.example.test\"]\nkey = \"ecdsa-p384\"\n",
     )
     .unwrap();
-    let mut server = Server::start_with(
-        pebble.directory_url(),
-        pebble.ca_cert_path().to_path_buf(),
-        pebble.http01_port(),
+    let mut server = Server::start_next_to(
+        &pebble,
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],
     );
-    let mut valid = false;
-    for _ in 0..400 {
-        let list = server.list();
-        if list.first().is_some_and(|c| c["status"] == "valid") {
-            valid = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(valid, "{:?}\n{}", server.list(), server.log());
+    server.wait_all_valid();
     let list = server.list();
     assert_eq!(list[0]["name"], "cfg");
     assert_eq!(list[0]["key"], "ecdsa-p384");
@@ -171,14 +146,7 @@ async fn certificates_in_the_config_file_are_issued_at_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rm_removes_the_certificate_and_its_versions() {
     let (_pebble, _dir, server) = pebble_and_server(PebbleOptions::fast()).await;
-    server.cli_ok(&[
-        "cert",
-        "add",
-        "gone",
-        "--domain",
-        "gone.example.test",
-        "--wait",
-    ]);
+    server.issue("gone", "gone.example.test");
     server.cli_ok(&["cert", "rm", "gone"]);
     assert!(server.list().is_empty());
     let out = server.cli(&["cert", "rm", "gone"]);
@@ -187,14 +155,7 @@ async fn rm_removes_the_certificate_and_its_versions() {
     let out = server.cli(&["cert", "show", "gone"]);
     assert_eq!(out.status.code(), Some(1));
     // The name can be declared again afterwards.
-    server.cli_ok(&[
-        "cert",
-        "add",
-        "gone",
-        "--domain",
-        "again.example.test",
-        "--wait",
-    ]);
+    server.issue("gone", "again.example.test");
     let list = server.list();
     assert_eq!(list[0]["version"], 1);
     assert_eq!(
