@@ -108,6 +108,9 @@ pub struct PebbleOptions {
     pub va_nosleep: bool,
     /// certificateValidityPeriod in seconds; None = Pebble's default.
     pub validity_secs: Option<u64>,
+    /// External account binding keys `(key id, base64url HMAC key)`; when not empty, Pebble
+    /// requires EAB for new accounts (as ZeroSSL does).
+    pub eab_keys: Vec<(String, String)>,
 }
 
 impl Default for PebbleOptions {
@@ -117,6 +120,7 @@ impl Default for PebbleOptions {
             authz_reuse: Some(0),
             va_nosleep: true,
             validity_secs: None,
+            eab_keys: Vec::new(),
         }
     }
 }
@@ -284,13 +288,23 @@ impl Pebble {
             .validity_secs
             .map(|s| format!(",\n  \"certificateValidityPeriod\": {s}"))
             .unwrap_or_default();
+        let eab_keys = opts
+            .eab_keys
+            .iter()
+            .map(|(kid, hmac)| format!("\"{kid}\": \"{hmac}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let eab = format!(
+            "\"externalAccountBindingRequired\": {},\n  \"externalAccountMACKeys\": {{{eab_keys}}}",
+            !opts.eab_keys.is_empty()
+        );
         let config = format!(
             "{{\"pebble\": {{\n  \"listenAddress\": \"127.0.0.1:{port}\",\n  \
              \"managementListenAddress\": \"127.0.0.1:{mgmt_port}\",\n  \
              \"certificate\": \"cert.pem\",\n  \"privateKey\": \"key.pem\",\n  \
              \"httpPort\": {http01_port},\n  \"tlsPort\": {tls_alpn_port},\n  \
              \"ocspResponderURL\": \"\",\n  \
-             \"externalAccountBindingRequired\": false{validity}\n}}}}\n"
+             {eab}{validity}\n}}}}\n"
         );
         std::fs::write(dir.path().join("pebble.json"), config).expect("write pebble.json");
 
