@@ -69,6 +69,7 @@ impl Env {
             authz_reuse: Some(0),
             va_nosleep: true,
             validity_secs: None,
+            eab_keys: Vec::new(),
         })
         .await;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", pebble.http01_port()))
