@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind};
+
+pub use crate::validate::{CertificateRequest, validate_certificate};
 use serde::Deserialize;
 
 /// Let's Encrypt's production directory, the default CA.
@@ -41,7 +43,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),
@@ -451,94 +453,6 @@ fn resolve_solvers(solvers: &[SolverSection]) -> Result<u64, ConfigError> {
         }
     }
     Ok(ttl)
-}
-
-/// What a request to declare a certificate carries, before validation.
-#[derive(Debug, Clone, Default)]
-pub struct CertificateRequest<'a> {
-    /// Name.
-    pub name: &'a str,
-    /// Names.
-    pub domains: &'a [String],
-    /// Issuer.
-    pub issuer: Option<&'a str>,
-    /// Key kind.
-    pub key: Option<&'a str>,
-    /// Challenge.
-    pub challenge: Option<&'a str>,
-}
-
-/// Validate a certificate declaration from any source; `prefix` is prepended to field names.
-pub fn validate_certificate(
-    prefix: &str,
-    req: &CertificateRequest<'_>,
-    issuers: &BTreeMap<String, IssuerSettings>,
-) -> Result<CertificateSettings, ConfigError> {
-    let f = |name: &str| format!("{prefix}{name}");
-    let name = CertName::parse(req.name).map_err(|e| err(f("name"), e.to_string()))?;
-    if req.domains.is_empty() {
-        return Err(err(f("domains"), "at least one domain name is required"));
-    }
-    if req.domains.len() > MAX_NAMES_PER_CERTIFICATE {
-        return Err(err(
-            f("domains"),
-            format!(
-                "{} names; a certificate holds at most {MAX_NAMES_PER_CERTIFICATE}",
-                req.domains.len()
-            ),
-        ));
-    }
-    let challenge = match req.challenge {
-        Some(c) => c
-            .parse::<ChallengeKind>()
-            .map_err(|e| err(f("challenge"), e))?,
-        None => ChallengeKind::Http01,
-    };
-    if challenge != ChallengeKind::Http01 {
-        return Err(err(
-            f("challenge"),
-            format!("{challenge} is not supported yet; use http-01"),
-        ));
-    }
-    let mut domains: Vec<DnsName> = Vec::with_capacity(req.domains.len());
-    for (i, raw) in req.domains.iter().enumerate() {
-        let field = f(&format!("domains[{i}]"));
-        let name = DnsName::parse(raw).map_err(|e| err(&field, e.to_string()))?;
-        if name.is_wildcard() && !challenge.supports_wildcards() {
-            return Err(err(
-                &field,
-                format!("{name} is a wildcard, which only dns-01 can prove; {challenge} cannot"),
-            ));
-        }
-        if domains.contains(&name) {
-            return Err(err(&field, format!("{name} is listed twice")));
-        }
-        domains.push(name);
-    }
-    let issuer = req.issuer.unwrap_or(DEFAULT_ISSUER);
-    if !issuers.contains_key(issuer) {
-        let known: Vec<&str> = issuers.keys().map(String::as_str).collect();
-        return Err(err(
-            f("issuer"),
-            format!(
-                "unknown issuer {issuer:?}; configured issuers: {}",
-                known.join(", ")
-            ),
-        ));
-    }
-    let key = match req.key {
-        Some(k) => k
-            .parse::<KeyKind>()
-            .map_err(|e| err(f("key"), e.to_string()))?,
-        None => KeyKind::default(),
-    };
-    Ok(CertificateSettings {
-        name,
-        domains,
-        issuer: issuer.to_string(),
-        key,
-        challenge,
-    })
 }
 
 fn resolve_certificate(

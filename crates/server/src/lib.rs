@@ -1,5 +1,5 @@
 //! certfleet's control plane: configuration ([`config`]), the data directory of the embedded
-//! default ([`datadir`]), background issuance ([`issuance`]), the REST API ([`api`]) with its
+//! default ([`datadir`]), shared input checks ([`validate`]), background issuance ([`issuance`]), the REST API ([`api`]) with its
 //! JSON shapes ([`views`]) and errors ([`problem`]), and start-up ([`app`]).
 #![warn(missing_docs)]
 
@@ -10,6 +10,7 @@ pub mod datadir;
 pub mod fsutil;
 pub mod issuance;
 pub mod problem;
+pub mod validate;
 pub mod views;
 
 pub use app::{App, Running, start};
