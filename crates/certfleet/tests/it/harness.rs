@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use certfleet_testkit::{Pebble, PebbleOptions, child_command, free_port};
 
+/// Debug logs from every certfleet crate, so the tests that look for secrets in the log see
+/// everything certfleet could write.
+const LOG_FILTER: &str = "info,certfleet=debug,certfleet_server=debug,certfleet_acme=debug,\
+                          certfleet_solvers=debug,certfleet_store=debug";
+
 /// Bound on waiting for the server to come up: 400 × 25 ms.
 const START_POLLS: u32 = 400;
 
@@ -117,7 +122,7 @@ impl Server {
             .arg(&self.ca_root)
             .args(["--contact", "mailto:ops@example.test"])
             .args(&self.extra)
-            .env("CERTFLEET_LOG", "info,certfleet=debug")
+            .env("CERTFLEET_LOG", LOG_FILTER)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(out)
             .stderr(log)
