@@ -34,6 +34,9 @@ pub struct CertInfo {
     pub dns_names: Vec<String>,
     /// The raw subject public key (EC point or PKCS#1 RSA key).
     pub public_key: Vec<u8>,
+    /// The key's kind and size as certfleet names them (`ecdsa-p256`, `rsa2048`), or a
+    /// description of another algorithm.
+    pub key: String,
 }
 
 /// A PEM chain split into leaf and the rest.
@@ -130,7 +133,21 @@ pub fn info_from_der(der: &[u8]) -> Result<CertInfo, String> {
         not_after: cert.validity().not_after.timestamp(),
         dns_names,
         public_key: cert.public_key().subject_public_key.data.to_vec(),
+        key: key_description(&cert),
     })
+}
+
+fn key_description(cert: &X509Certificate<'_>) -> String {
+    use x509_parser::public_key::PublicKey;
+    match cert.public_key().parsed() {
+        Ok(PublicKey::EC(point)) => match point.key_size() {
+            256 => "ecdsa-p256".into(),
+            384 => "ecdsa-p384".into(),
+            bits => format!("ecdsa-{bits}"),
+        },
+        Ok(PublicKey::RSA(rsa)) => format!("rsa{}", rsa.key_size()),
+        Ok(_) | Err(_) => cert.public_key().algorithm.algorithm.to_id_string(),
+    }
 }
 
 /// Lowercase hex of a serial's bytes, without leading zero bytes.
@@ -171,6 +188,7 @@ mod tests {
         let chain = ParsedChain::parse(&cert.pem()).unwrap();
         let names = [DnsName::parse("a.example.com").unwrap()];
         chain.check_matches(&names, key.public_key_raw()).unwrap();
+        assert_eq!(chain.leaf().key, "ecdsa-p256");
         let other = [DnsName::parse("b.example.com").unwrap()];
         assert!(
             chain

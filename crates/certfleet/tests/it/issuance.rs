@@ -395,3 +395,28 @@ async fn bad_nonces_are_retried_even_when_frequent() {
             .all(|c| c["status"] == "valid" && c["failure_streak"] == 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_key_kind_with_one_and_several_names() {
+    let (pebble, dir, server) = pebble_and_server(PebbleOptions::fast()).await;
+    let cases: [(&str, &[&str]); 4] = [
+        ("ecdsa-p256", &["p256a.example.test", "p256b.example.test"]),
+        ("ecdsa-p384", &["p384a.example.test", "p384b.example.test"]),
+        ("rsa3072", &["r3072.example.test"]),
+        ("rsa4096", &["r4096.example.test", "www.r4096.example.test"]),
+    ];
+    for (key, names) in cases {
+        let mut args = vec!["cert", "add", key, "--key", key, "--wait"];
+        for name in names {
+            args.extend(["--domain", name]);
+        }
+        server.cli_ok(&args);
+        let (full, _) = export_and_check(&server, key, &dir.path().join(key), names);
+        verify_chain(&pebble, &full, names).await;
+        let detail: serde_json::Value =
+            serde_json::from_str(&server.cli_ok(&["cert", "show", key, "--json"])).unwrap();
+        assert_eq!(detail["versions"][0]["key"], key);
+        let leaf = ParsedChain::parse(&full).unwrap();
+        assert_eq!(leaf.leaf().key, key, "the leaf carries a {key} key");
+    }
+}
