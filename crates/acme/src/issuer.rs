@@ -27,8 +27,9 @@ use crate::http::CaClient;
 use crate::inspect::{CertInfo, ParsedChain};
 use crate::keys;
 
-/// How many times a whole order is retried when the CA keeps answering badNonce
-/// (instant-acme already retries each request with the fresh nonce, RFC 8555 §6.5).
+/// How many times a whole order (or account registration) is retried when the CA keeps
+/// answering badNonce (instant-acme already retries each request with the fresh nonce,
+/// RFC 8555 §6.5).
 pub const BAD_NONCE_ORDER_RETRIES: u32 = 3;
 /// First wait before polling an order; grows by [`POLL_BACKOFF`] (Retry-After wins).
 pub const POLL_INITIAL_DELAY: Duration = Duration::from_millis(15);
@@ -154,10 +155,17 @@ impl AcmeIssuer {
             terms_of_service_agreed: true,
             only_return_existing: false,
         };
-        let (account, creds) = Account::builder_with_http(Box::new(self.client.clone()))
-            .create(&new, cfg.directory_url.clone(), eab.as_ref())
-            .await
-            .map_err(|e| self.directory_error(e))?;
+        let mut attempt = 0;
+        let (account, creds) = loop {
+            let created = Account::builder_with_http(Box::new(self.client.clone()))
+                .create(&new, cfg.directory_url.clone(), eab.as_ref())
+                .await
+                .map_err(|e| self.directory_error(e));
+            match created {
+                Err(e) if e.is_bad_nonce() && attempt < BAD_NONCE_ORDER_RETRIES => attempt += 1,
+                other => break other?,
+            }
+        };
         let credentials = serde_json::to_string(&creds)
             .map_err(|e| AcmeError::Config(format!("serializing account credentials: {e}")))?;
         self.store
