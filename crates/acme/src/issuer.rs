@@ -30,7 +30,7 @@ use crate::keys;
 /// How many times a whole order (or account registration) is retried when the CA keeps
 /// answering badNonce (instant-acme already retries each request with the fresh nonce,
 /// RFC 8555 §6.5).
-pub const BAD_NONCE_ORDER_RETRIES: u32 = 3;
+pub const BAD_NONCE_ORDER_RETRIES: u32 = 5;
 /// First wait before polling an order; grows by [`POLL_BACKOFF`] (Retry-After wins).
 pub const POLL_INITIAL_DELAY: Duration = Duration::from_millis(15);
 /// Growth factor between polls.
