@@ -4,11 +4,7 @@ use std::net::TcpListener;
 
 use certfleet_testkit::{PebbleOptions, free_port};
 
-use crate::harness::{Server, pebble_and_server, raw_http};
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
+use crate::harness::{Server, pebble_and_server, raw_http, stderr};
 
 fn assert_nothing_stored(server: &Server) {
     assert_eq!(

@@ -292,6 +292,11 @@ impl Drop for Server {
     }
 }
 
+/// A command's standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
 /// Send one HTTP/1.1 request over a fresh connection and return (status, body).
 pub fn raw_http(
     port: u16,

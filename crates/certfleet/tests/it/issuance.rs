@@ -122,20 +122,7 @@ fn assert_no_key_material(db_dir: &Path, key_pem: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_name_ecdsa_issues_exports_and_keeps_keys_sealed() {
     let (pebble, dir, server) = pebble_and_server(PebbleOptions::fast()).await;
-    let out = server.cli(&[
-        "cert",
-        "add",
-        "www",
-        "--domain",
-        "www.example.test",
-        "--wait",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    server.issue("www", "www.example.test");
     let list = server.list();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["status"], "valid");

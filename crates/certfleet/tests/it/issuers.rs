@@ -2,16 +2,12 @@
 
 use certfleet_testkit::{Pebble, PebbleOptions};
 
-use crate::harness::Server;
+use crate::harness::{Server, stderr};
 
 const KID: &str = "kid-certfleet-test";
 /// base64url of 32 bytes, as CAs hand out HMAC keys.
 const HMAC: &str = "c2l4dGVlbi1ieXRlcy1zaXh0ZWVuLWJ5dGVzLXh4eHg";
 const WRONG_HMAC: &str = "d3JvbmctYnl0ZXMtd3JvbmctYnl0ZXMtd3JvbmctYWE";
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn external_account_binding_is_sent_when_configured() {
