@@ -70,6 +70,7 @@ impl Env {
             va_nosleep: true,
             validity_secs: None,
             eab_keys: Vec::new(),
+            release: Default::default(),
         })
         .await;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", pebble.http01_port()))
