@@ -1,12 +1,18 @@
 //! DNS identifiers as certfleet accepts them ([`DnsName`]).
 //!
-//! The rules follow RFC 1035 §2.3.4 (lengths), RFC 5890 (LDH labels, `xn--` A-labels are LDH)
-//! and RFC 8555 §7.1.3 (a wildcard is a single leftmost `*` label). Names are compared and
-//! stored in lowercase ASCII without a trailing dot.
+//! The rules follow RFC 1035 §2.3.4 (lengths), RFC 5890/5891 (LDH labels; `--` in the third
+//! and fourth position only for `xn--` A-labels) and RFC 8555 §7.1.3 (a wildcard is a single
+//! leftmost `*` label). Names are compared and stored in lowercase ASCII without a trailing dot.
+//!
+//! Internationalized names: a Unicode label (`bücher`) is converted to its A-label
+//! (`xn--bcher-kva`) by UTS #46 processing (the `idna` crate) and stored as such; an `xn--`
+//! label must decode to a valid Unicode label or the name is refused.
+//! [`DnsName::to_unicode`] gives the form people read.
 
 use std::fmt;
 use std::net::IpAddr;
 
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use serde::{Deserialize, Serialize};
 
 /// Longest DNS name in presentation form without the trailing dot (RFC 1035 §2.3.4).
@@ -79,6 +85,28 @@ pub enum NameError {
         /// The offending name.
         name: String,
     },
+    /// A Unicode label that UTS #46 cannot convert, or an `xn--` label that does not decode to
+    /// a valid Unicode label.
+    #[error("domain name {name:?}: label {label:?} {reason}")]
+    Idna {
+        /// The offending name.
+        name: String,
+        /// The label as the user wrote it.
+        label: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An ASCII label with `--` in the third and fourth positions that is not an `xn--` A-label.
+    #[error(
+        "domain name {name:?}: label {label:?} has '--' in the third and fourth positions, which \
+         is reserved for encoded labels such as xn-- (RFC 5891 §4.2.3.1)"
+    )]
+    ReservedLabel {
+        /// The offending name.
+        name: String,
+        /// The label.
+        label: String,
+    },
     /// The last label is all digits, which no top-level domain is.
     #[error("domain name {name:?} ends in a numeric label, which is not a valid top-level domain")]
     NumericTld {
@@ -93,17 +121,23 @@ pub enum NameError {
 pub struct DnsName(String);
 
 impl DnsName {
-    /// Validate `input` and return it in canonical form (lowercase, no trailing dot).
+    /// Validate `input` and return it in canonical form (lowercase ASCII, A-labels for
+    /// internationalized labels, no trailing dot).
     pub fn parse(input: &str) -> Result<Self, NameError> {
         let trimmed = input.strip_suffix('.').unwrap_or(input);
-        let name = trimmed.to_ascii_lowercase();
-        if name.is_empty() {
+        if trimmed.is_empty() {
             return Err(NameError::Empty);
         }
         let owned = || input.to_string();
-        if name.parse::<IpAddr>().is_ok() || is_bracketed_ip(&name) {
+        let lower = trimmed.to_ascii_lowercase();
+        if lower.parse::<IpAddr>().is_ok() || is_bracketed_ip(&lower) {
             return Err(NameError::IpAddress { name: owned() });
         }
+        let name = if needs_idna(trimmed) {
+            to_a_labels(trimmed, &owned)?
+        } else {
+            lower
+        };
         if name.len() > MAX_NAME_LEN {
             return Err(NameError::TooLong {
                 name: owned(),
@@ -131,6 +165,25 @@ impl DnsName {
         Ok(Self(name))
     }
 
+    /// The name as people read it: A-labels decoded to Unicode (`xn--bcher-kva.example` →
+    /// `bücher.example`); names without A-labels are returned unchanged.
+    pub fn to_unicode(&self) -> String {
+        if !self.0.split('.').any(is_a_label) {
+            return self.0.clone();
+        }
+        let (prefix, body) = match self.0.strip_prefix("*.") {
+            Some(body) => ("*.", body),
+            None => ("", self.0.as_str()),
+        };
+        let (unicode, _) = idna::domain_to_unicode(body);
+        format!("{prefix}{unicode}")
+    }
+
+    /// Whether [`Self::to_unicode`] differs from the stored form.
+    pub fn is_internationalized(&self) -> bool {
+        self.0.split('.').any(is_a_label)
+    }
+
     /// The name as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -145,6 +198,72 @@ impl DnsName {
     pub fn base(&self) -> &str {
         self.0.strip_prefix("*.").unwrap_or(&self.0)
     }
+}
+
+/// The ACE prefix of an A-label (RFC 5890 §2.3.2.1).
+const ACE_PREFIX: &str = "xn--";
+
+fn is_a_label(label: &str) -> bool {
+    label.len() >= ACE_PREFIX.len() && label[..ACE_PREFIX.len()].eq_ignore_ascii_case(ACE_PREFIX)
+}
+
+/// Whether `name` holds a Unicode label or an A-label, which UTS #46 must process.
+fn needs_idna(name: &str) -> bool {
+    !name.is_ascii() || name.split('.').any(is_a_label)
+}
+
+/// Convert every Unicode label to its A-label and check every `xn--` label decodes to a valid
+/// Unicode label (UTS #46 non-transitional processing with the STD3 rules). A refused label is
+/// named as the user wrote it; plain ASCII labels pass through lowercased for the LDH checks.
+fn to_a_labels(name: &str, owned: &dyn Fn() -> String) -> Result<String, NameError> {
+    let uts46 = Uts46::new();
+    let mut out = Vec::new();
+    for (i, label) in name.split('.').enumerate() {
+        if (label.is_ascii() && !is_a_label(label)) || (i == 0 && label == "*") {
+            out.push(label.to_ascii_lowercase());
+            continue;
+        }
+        let converted = uts46.to_ascii(
+            label.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::Check,
+            DnsLength::Ignore,
+        );
+        match converted {
+            Ok(ascii) if !ascii.is_empty() && !ascii.contains('.') => out.push(ascii.into_owned()),
+            _ => {
+                let reason = if is_a_label(label) {
+                    "is not a valid A-label: it does not decode to a valid Unicode label (RFC 5891 §5.4)"
+                } else {
+                    "cannot be converted to an A-label (IDNA, UTS #46): it holds a character that is not allowed in domain names"
+                };
+                return Err(NameError::Idna {
+                    name: owned(),
+                    label: label.to_string(),
+                    reason,
+                });
+            }
+        }
+    }
+    let ascii = out.join(".");
+    // Rules that span labels (the Bidi rule of RFC 5893) need the whole name.
+    let whole = ascii.strip_prefix("*.").unwrap_or(&ascii);
+    if uts46
+        .to_ascii(
+            whole.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::Check,
+            DnsLength::Ignore,
+        )
+        .is_err()
+    {
+        return Err(NameError::Idna {
+            name: owned(),
+            label: name.to_string(),
+            reason: "breaks a rule of internationalized names across labels (such as the Bidi rule of RFC 5893)",
+        });
+    }
+    Ok(ascii)
 }
 
 fn is_bracketed_ip(name: &str) -> bool {
@@ -178,6 +297,12 @@ fn check_label(label: &str, leftmost: bool, name: &dyn Fn() -> String) -> Result
     }
     if label.starts_with('-') || label.ends_with('-') {
         return Err(NameError::HyphenAtEdge { name: name() });
+    }
+    if label.get(2..4) == Some("--") && !is_a_label(label) {
+        return Err(NameError::ReservedLabel {
+            name: name(),
+            label: label.to_string(),
+        });
     }
     Ok(())
 }
@@ -217,7 +342,75 @@ mod tests {
             "example.com"
         );
         assert!(DnsName::parse("xn--bcher-kva.example").is_ok());
+        assert!(DnsName::parse("XN--BCHER-KVA.example").is_ok());
         assert!(DnsName::parse(&format!("{}.com", "a".repeat(63))).is_ok());
+    }
+
+    #[test]
+    fn unicode_labels_are_stored_as_a_labels() {
+        let cases = [
+            ("bücher.example.test", "xn--bcher-kva.example.test"),
+            ("BÜCHER.Example.Test.", "xn--bcher-kva.example.test"),
+            ("*.bücher.example.test", "*.xn--bcher-kva.example.test"),
+            ("straße.example", "xn--strae-oqa.example"),
+            ("www.münchen.example", "www.xn--mnchen-3ya.example"),
+        ];
+        for (input, stored) in cases {
+            let name = DnsName::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(name.as_str(), stored, "{input}");
+            assert!(name.is_internationalized());
+        }
+        assert_eq!(
+            DnsName::parse("xn--bcher-kva.example.test")
+                .unwrap()
+                .to_unicode(),
+            "bücher.example.test"
+        );
+        assert_eq!(
+            DnsName::parse("*.bücher.example.test")
+                .unwrap()
+                .to_unicode(),
+            "*.bücher.example.test"
+        );
+        let plain = DnsName::parse("www.example.test").unwrap();
+        assert!(!plain.is_internationalized());
+        assert_eq!(plain.to_unicode(), "www.example.test");
+    }
+
+    #[test]
+    fn malformed_a_labels_are_refused_by_name() {
+        for (input, label) in [
+            ("xn--zz.example.test", "xn--zz"),
+            ("www.xn--a.example", "xn--a"),
+            ("XN--ABC.example", "XN--ABC"),
+            ("bücher.xn--zz", "xn--zz"),
+        ] {
+            match DnsName::parse(input) {
+                Err(NameError::Idna {
+                    label: l, reason, ..
+                }) => {
+                    assert_eq!(l, label, "{input}");
+                    assert!(reason.contains("A-label"), "{input}: {reason}");
+                }
+                other => panic!("{input}: expected an A-label error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unconvertible_unicode_labels_are_refused_by_name() {
+        for (input, label) in [
+            ("bü_cher.example", "bü_cher"),
+            ("a\u{2028}b.example", "a\u{2028}b"),
+        ] {
+            match DnsName::parse(input) {
+                Err(NameError::Idna { label: l, .. }) => assert_eq!(l, label, "{input}"),
+                other => panic!("{input}: expected an IDNA error, got {other:?}"),
+            }
+        }
+        let e = DnsName::parse("ab--cd.example.com").unwrap_err();
+        assert!(matches!(e, NameError::ReservedLabel { .. }), "{e:?}");
+        assert!(e.to_string().contains("\"ab--cd\""), "{e}");
     }
 
     type Check = fn(&NameError) -> bool;
