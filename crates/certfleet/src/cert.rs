@@ -6,28 +6,35 @@ use std::time::{Duration, Instant};
 use certfleet_server::views::{AddCertificate, BundleView, CertificateDetail, CertificateView};
 use clap::{Args, Subcommand};
 
-use crate::client::Api;
-use crate::{CliError, exit, export, table};
+use crate::client::{Api, Target};
+use crate::{CliError, exit, export, print_json, table};
 
 /// First interval between status checks while waiting; grows by half up to [`WAIT_POLL_MAX`].
 const WAIT_POLL_FIRST: Duration = Duration::from_millis(10);
 /// Longest interval between status checks while waiting.
 const WAIT_POLL_MAX: Duration = Duration::from_millis(250);
+/// How long `--wait` waits unless `--timeout` says otherwise, in seconds.
+const DEFAULT_WAIT_SECS: u64 = 600;
 
 #[derive(Debug, Args)]
 pub struct Connection {
-    /// URL of the server's REST API (default: from the data directory's server.json).
-    #[arg(long, global = true, env = "CERTFLEET_SERVER", value_name = "URL")]
+    /// URL of a server's REST API, such as http://127.0.0.1:8555 [env: CERTFLEET_SERVER].
+    /// Without it the CLI talks to the server of the data directory over its socket.
+    #[arg(long, global = true, value_name = "URL")]
     server: Option<String>,
-    /// Admin API token (default: the data directory's admin-token).
-    #[arg(
-        long,
-        global = true,
-        env = "CERTFLEET_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    /// API token [env: CERTFLEET_TOKEN]; required with --server. Without it the CLI uses the
+    /// data directory's admin-token, and only over the local socket.
+    #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
+}
+
+impl From<Connection> for Target {
+    fn from(c: Connection) -> Self {
+        Target {
+            server: c.server,
+            token: c.token,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,13 +44,15 @@ pub enum CertCommand {
         after_help = "Example:\n  certfleet cert add www --domain www.example.com --domain example.com --wait"
     )]
     Add {
-        /// Short name: lowercase letters, digits, '-', '_', '.'.
+        /// Short name of the certificate: lowercase letters, digits, '-', '_', '.'.
+        #[arg(value_name = "NAME")]
         name: String,
-        /// DNS name to include; repeat for more (wildcards need dns-01).
+        /// DNS name to include; repeat for more. Unicode names are stored as A-labels
+        /// (bücher.example → xn--bcher-kva.example); wildcards need dns-01.
         #[arg(
             long = "domain",
             short = 'd',
-            value_name = "NAME",
+            value_name = "DOMAIN",
             required = true,
             allow_hyphen_values = true
         )]
@@ -57,17 +66,14 @@ pub enum CertCommand {
         /// Wait until the certificate is issued or issuance failed.
         #[arg(long)]
         wait: bool,
-        /// How long --wait waits, in seconds.
-        #[arg(long, default_value_t = 600, value_name = "SECS")]
-        timeout: u64,
+        /// How long --wait waits, in seconds [default: 600].
+        #[arg(long, value_name = "SECS", requires = "wait")]
+        timeout: Option<u64>,
         #[command(flatten)]
         conn: Connection,
     },
-    /// List certificates with days left.
+    /// List certificates with days left (--json: an array of certificates, see docs/api.md).
     Ls {
-        /// Print JSON (an array of certificates, see docs/api.md).
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -75,9 +81,6 @@ pub enum CertCommand {
     Show {
         /// Certificate name.
         name: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -88,16 +91,24 @@ pub enum CertCommand {
         /// Wait until the new version is issued or issuance failed.
         #[arg(long)]
         wait: bool,
-        /// How long --wait waits, in seconds.
-        #[arg(long, default_value_t = 600, value_name = "SECS")]
-        timeout: u64,
+        /// How long --wait waits, in seconds [default: 600].
+        #[arg(long, value_name = "SECS", requires = "wait")]
+        timeout: Option<u64>,
         #[command(flatten)]
         conn: Connection,
     },
-    /// Remove a certificate and all its versions (keys included).
+    /// Remove a certificate and all its versions (keys included); an order in flight is
+    /// cancelled. Asks for confirmation on a terminal unless --yes.
+    #[command(
+        after_help = "A certificate declared in the server's config file cannot be removed here: \
+remove it from the file and restart the server first, or it would be declared again."
+    )]
     Rm {
         /// Certificate name.
         name: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -113,8 +124,8 @@ pub enum CertCommand {
     },
 }
 
-pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
-    let connect = |c: Connection| Api::connect(c.server, c.token, &data_dir);
+pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), CliError> {
+    let connect = |c: Connection| Api::connect(c.into(), &data_dir);
     match cmd {
         CertCommand::Add {
             name,
@@ -134,17 +145,24 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
                 challenge: None,
             };
             let view: CertificateView = api.post("/api/v1/certificates", Some(&body)).await?;
-            eprintln!(
-                "{}: declared for {}; issuing",
-                view.name,
-                view.domains.join(", ")
-            );
-            if wait {
-                wait_settled(&api, &name, None, timeout).await?;
+            if !json {
+                eprintln!(
+                    "{}: declared for {}; issuing",
+                    view.name,
+                    domain_list(&view, ", ")
+                );
+            }
+            let view = if wait {
+                wait_settled(&api, &name, None, timeout, json).await?
+            } else {
+                view
+            };
+            if json {
+                print_json(&view)?;
             }
             Ok(())
         }
-        CertCommand::Ls { json, conn } => {
+        CertCommand::Ls { conn } => {
             let certs: Vec<CertificateView> = connect(conn)?.get("/api/v1/certificates").await?;
             if json {
                 print_json(&certs)
@@ -153,7 +171,7 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
                 Ok(())
             }
         }
-        CertCommand::Show { name, json, conn } => {
+        CertCommand::Show { name, conn } => {
             let detail: CertificateDetail = connect(conn)?.get(&cert_path(&name)).await?;
             if json {
                 print_json(&detail)
@@ -170,18 +188,38 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
         } => {
             let api = connect(conn)?;
             let before: CertificateView = api.get(&cert_path(&name)).await?;
-            let _: CertificateView = api
+            let view: CertificateView = api
                 .post(&format!("{}/renew", cert_path(&name)), None::<&()>)
                 .await?;
-            eprintln!("{name}: renewal started");
-            if wait {
-                wait_settled(&api, &name, before.version, timeout).await?;
+            if !json {
+                eprintln!("{name}: renewal started");
+            }
+            let view = if wait {
+                wait_settled(&api, &name, before.version, timeout, json).await?
+            } else {
+                view
+            };
+            if json {
+                print_json(&view)?;
             }
             Ok(())
         }
-        CertCommand::Rm { name, conn } => {
-            connect(conn)?.delete(&cert_path(&name)).await?;
-            eprintln!("{name}: removed");
+        CertCommand::Rm { name, yes, conn } => {
+            let api = connect(conn)?;
+            let detail: CertificateDetail = api.get(&cert_path(&name)).await?;
+            if !yes && !confirm_removal(&detail)? {
+                return Err(CliError::failure(format!("{name}: not removed")).kind("cancelled"));
+            }
+            api.delete(&cert_path(&name)).await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "name": name,
+                    "removed": true,
+                    "versions": detail.versions.len(),
+                }))?;
+            } else {
+                eprintln!("{name}: removed with {} version(s)", detail.versions.len());
+            }
             Ok(())
         }
         CertCommand::Export { name, dir, conn } => {
@@ -190,16 +228,74 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
                 .await?;
             let files = export::write_bundle(&dir, &bundle)
                 .map_err(|e| CliError::failure(format!("writing into {}: {e}", dir.display())))?;
-            eprintln!(
-                "{name}: version {} (serial {}) written to {}: {}",
-                bundle.version,
-                bundle.serial,
-                dir.display(),
-                files.join(", ")
-            );
+            if json {
+                print_json(&serde_json::json!({
+                    "name": name,
+                    "version": bundle.version,
+                    "serial": bundle.serial,
+                    "dir": dir,
+                    "files": files,
+                }))?;
+            } else {
+                eprintln!(
+                    "{name}: version {} (serial {}) written to {}: {}",
+                    bundle.version,
+                    bundle.serial,
+                    dir.display(),
+                    files.join(", ")
+                );
+            }
             Ok(())
         }
     }
+}
+
+/// On a terminal, ask before removing; elsewhere (scripts, pipes) go ahead.
+fn confirm_removal(detail: &CertificateDetail) -> Result<bool, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(true);
+    }
+    let c = &detail.certificate;
+    let in_flight = if c.status == "issuing" {
+        "; the order in flight is cancelled"
+    } else {
+        ""
+    };
+    eprint!(
+        "Remove certificate {} ({}) with its {} version(s) and their private keys{in_flight}? [y/N] ",
+        c.name,
+        domain_list(c, ", "),
+        detail.versions.len()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::failure(format!("reading the answer: {e}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// The names of a certificate, each with its Unicode form beside it when it has one.
+fn domain_list(c: &CertificateView, sep: &str) -> String {
+    c.domains
+        .iter()
+        .zip(
+            c.domains_unicode
+                .iter()
+                .chain(std::iter::repeat(&String::new())),
+        )
+        .map(|(ascii, unicode)| {
+            if unicode.is_empty() || unicode == ascii {
+                ascii.clone()
+            } else {
+                format!("{ascii} ({unicode})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 fn cert_path(name: &str) -> String {
@@ -221,20 +317,24 @@ async fn wait_settled(
     api: &Api,
     name: &str,
     old_version: Option<u32>,
-    timeout: u64,
-) -> Result<(), CliError> {
+    timeout: Option<u64>,
+    json: bool,
+) -> Result<CertificateView, CliError> {
+    let timeout = timeout.unwrap_or(DEFAULT_WAIT_SECS);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut interval = WAIT_POLL_FIRST;
     loop {
         let view: CertificateView = api.get(&cert_path(name)).await?;
         match view.status.as_str() {
             "valid" if view.version != old_version => {
-                eprintln!(
-                    "{name}: issued version {} valid until {}",
-                    view.version.unwrap_or_default(),
-                    view.not_after.as_deref().unwrap_or("?")
-                );
-                return Ok(());
+                if !json {
+                    eprintln!(
+                        "{name}: issued version {} valid until {}",
+                        view.version.unwrap_or_default(),
+                        view.not_after.as_deref().unwrap_or("?")
+                    );
+                }
+                return Ok(view);
             }
             "failed" => {
                 return Err(CliError::with_code(
@@ -243,7 +343,8 @@ async fn wait_settled(
                         "{name}: issuance failed: {}",
                         view.last_error.unwrap_or_default()
                     ),
-                ));
+                )
+                .kind("issuance-failed"));
             }
             _ => {}
         }
@@ -254,21 +355,20 @@ async fn wait_settled(
                     "{name}: still {} after {timeout} s; it goes on in the background",
                     view.status
                 ),
-            ));
+            )
+            .kind("timeout"));
         }
         tokio::time::sleep(interval).await;
         interval = (interval * 3 / 2).min(WAIT_POLL_MAX);
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failure(e.to_string()))?;
-    println!("{text}");
-    Ok(())
-}
-
+/// `2027-02-27T10:12:00Z` → `2027-02-27 10:12 UTC` (the API's times are all UTC).
 fn short_time(rfc3339: &str) -> String {
-    rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
+    format!(
+        "{} UTC",
+        rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
+    )
 }
 
 pub fn list_table(certs: &[CertificateView]) -> String {
@@ -287,7 +387,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
         .map(|c| {
             vec![
                 c.name.clone(),
-                c.domains.join(","),
+                domain_list(c, ","),
                 c.issuer.clone(),
                 c.not_after
                     .as_deref()
@@ -297,7 +397,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "-".into()),
                 if c.auto_renew { "yes" } else { "no" }.into(),
-                c.status.clone(),
+                status_cell(c),
                 c.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -305,16 +405,24 @@ pub fn list_table(certs: &[CertificateView]) -> String {
     table::render(&header, &rows)
 }
 
+/// The status, with the reason beside it when there is one.
+fn status_cell(c: &CertificateView) -> String {
+    match &c.status_reason {
+        Some(reason) => format!("{} ({reason})", c.status),
+        None => c.status.clone(),
+    }
+}
+
 fn show_text(d: &CertificateDetail) -> String {
     let c = &d.certificate;
     let mut out = format!(
         "Name:        {}\nDomains:     {}\nIssuer:      {}\nKey:         {}\nChallenge:   {}\nStatus:      {}\nAuto-renew:  {}\nNot after:   {}\nDays left:   {}\n",
         c.name,
-        c.domains.join(", "),
+        domain_list(c, ", "),
         c.issuer,
         c.key,
         c.challenge,
-        c.status,
+        status_cell(c),
         if c.auto_renew { "yes" } else { "no" },
         c.not_after.as_deref().unwrap_or("-"),
         c.days_left

@@ -1,19 +1,24 @@
 //! The CLI's HTTP client for the REST API.
 //!
-//! On the server's machine the address and admin token come from the data directory
-//! (`server.json`, `admin-token`); elsewhere from `--server` and `--token`.
+//! On the server's machine the CLI talks to the server over the Unix socket in the data
+//! directory (`api.sock`) and reads the admin token from `admin-token`: the token only ever
+//! goes to the process that holds that data directory, never to a TCP port that may have been
+//! taken by another program since the server stopped. Elsewhere, `--server URL` with `--token`
+//! (or `CERTFLEET_SERVER` / `CERTFLEET_TOKEN`) reaches the API over TCP.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
 use certfleet_server::datadir::DataDir;
 use certfleet_server::problem::Problem;
-use http::{Method, Request, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -21,56 +26,133 @@ use crate::{CliError, exit};
 
 /// Bound on one API request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Environment variable naming the server's URL (like `--server`).
+pub const SERVER_ENV: &str = "CERTFLEET_SERVER";
+/// Environment variable holding the API token (like `--token`).
+pub const TOKEN_ENV: &str = "CERTFLEET_TOKEN";
+
+/// Where the token came from, so a refusal can say which one to fix.
+#[derive(Debug, Clone)]
+enum TokenSource {
+    Flag,
+    Env,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Flag => f.write_str("the token given with --token"),
+            TokenSource::Env => write!(f, "the token in {TOKEN_ENV}"),
+            TokenSource::File(path) => write!(f, "the admin token in {}", path.display()),
+        }
+    }
+}
+
+enum Transport {
+    /// The local server's socket in its data directory.
+    Unix { socket: PathBuf, data_dir: PathBuf },
+    /// A server reached by URL.
+    Tcp {
+        base: String,
+        http: Box<Client<HttpConnector, Full<Bytes>>>,
+    },
+}
 
 /// Where the server is and how to prove who we are.
 pub struct Api {
-    base: String,
+    transport: Transport,
     token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    token_source: TokenSource,
+}
+
+/// `--server` and `--token` as given (flags win over the environment).
+#[derive(Debug, Default)]
+pub struct Target {
+    /// `--server`
+    pub server: Option<String>,
+    /// `--token`
+    pub token: Option<String>,
 }
 
 impl Api {
-    /// From flags, falling back to the data directory.
-    pub fn connect(
-        server: Option<String>,
-        token: Option<String>,
-        data_dir: &Path,
-    ) -> Result<Self, CliError> {
-        let data = DataDir::new(data_dir);
-        let base = match server {
-            Some(s) => s,
-            None => data.read_server_info().map(|i| i.api).map_err(|e| {
-                CliError::with_code(
-                    exit::UNREACHABLE,
-                    format!(
-                        "cannot find a running server in {} ({e}); start `certfleet server`, or pass --server URL and --token",
-                        data_dir.display()
-                    ),
-                )
-            })?,
+    /// From flags, then the environment, then the data directory's socket and token.
+    pub fn connect(target: Target, data_dir: &Path) -> Result<Self, CliError> {
+        let server = match target.server {
+            Some(s) => Some(("--server", s)),
+            None => std::env::var(SERVER_ENV).ok().map(|s| (SERVER_ENV, s)),
         };
-        let base = base.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            return Err(CliError::failure(format!(
-                "--server {base:?}: only http:// URLs are supported by this version (the API listens on loopback)"
-            )));
+        let token = match target.token {
+            Some(t) => Some((t, TokenSource::Flag)),
+            None => std::env::var(TOKEN_ENV).ok().map(|t| (t, TokenSource::Env)),
+        };
+        match server {
+            Some((origin, url)) => Self::remote(origin, &url, token),
+            None => Self::local(data_dir, token),
         }
-        let token = match token {
-            Some(t) => t,
-            None => data.read_token().map_err(|e| {
-                CliError::with_code(
-                    exit::UNREACHABLE,
-                    format!(
-                        "cannot read the admin token from {} ({e}); pass --token",
-                        data.token_path().display()
-                    ),
-                )
-            })?,
+    }
+
+    fn remote(
+        origin: &str,
+        url: &str,
+        token: Option<(String, TokenSource)>,
+    ) -> Result<Self, CliError> {
+        let base = check_url(origin, url)?;
+        let Some((token, token_source)) = token else {
+            return Err(CliError::failure(format!(
+                "{origin} {url:?} needs a token: pass --token or set {TOKEN_ENV} (the data \
+                 directory's admin token is only ever sent over the local server's socket)"
+            )));
         };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { base, token, http })
+        let http = Box::new(Client::builder(TokioExecutor::new()).build(connector));
+        Ok(Self {
+            transport: Transport::Tcp { base, http },
+            token,
+            token_source,
+        })
+    }
+
+    fn local(data_dir: &Path, token: Option<(String, TokenSource)>) -> Result<Self, CliError> {
+        let data = DataDir::new(data_dir);
+        check_data_dir(data_dir)?;
+        let (token, token_source) = match token {
+            Some(t) => t,
+            None => match data.read_token_if_present() {
+                Ok(Some(t)) => (t, TokenSource::File(data.token_path())),
+                Ok(None) => {
+                    return Err(CliError::failure(format!(
+                        "there is no admin token in {}: the server creates it on its first run; \
+                         pass --token, or --data-dir with the server's data directory",
+                        data.token_path().display()
+                    ))
+                    .kind("no-token"));
+                }
+                Err(e) => {
+                    return Err(CliError::failure(format!(
+                        "cannot read the admin token {}: {e}",
+                        data.token_path().display()
+                    )));
+                }
+            },
+        };
+        Ok(Self {
+            transport: Transport::Unix {
+                socket: data.socket_path(),
+                data_dir: data_dir.to_path_buf(),
+            },
+            token,
+            token_source,
+        })
+    }
+
+    /// Where requests go, for messages.
+    fn describe(&self) -> String {
+        match &self.transport {
+            Transport::Unix { socket, .. } => format!("the local server ({})", socket.display()),
+            Transport::Tcp { base, .. } => format!("the server at {base}"),
+        }
     }
 
     /// GET and decode.
@@ -102,65 +184,163 @@ impl Api {
         path: &str,
         body: Option<&B>,
     ) -> Result<Bytes, CliError> {
-        let url = format!("{}{path}", self.base);
         let payload = match body {
             Some(b) => {
                 Bytes::from(serde_json::to_vec(b).map_err(|e| CliError::failure(e.to_string()))?)
             }
             None => Bytes::new(),
         };
+        let uri = match &self.transport {
+            Transport::Unix { .. } => path.to_string(),
+            Transport::Tcp { base, .. } => format!("{base}{path}"),
+        };
         let request = Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(&uri)
+            .header(header::HOST, "localhost")
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(payload))
-            .map_err(|e| CliError::failure(format!("{url}: {e}")))?;
-        let unreachable = |why: String| {
-            CliError::with_code(
-                exit::UNREACHABLE,
-                format!("cannot reach the certfleet server at {}: {why}", self.base),
-            )
-        };
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request))
+            .map_err(|e| CliError::failure(format!("{uri}: {e}")))?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.request(request))
             .await
-            .map_err(|_| unreachable(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))?
-            .map_err(|e| unreachable(error_chain(&e)))?;
+            .map_err(|_| {
+                self.unreachable(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))
+            })??;
         let status = response.status();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| unreachable(e.to_string()))?
+            .map_err(|e| self.unreachable(e.to_string()))?
             .to_bytes();
         if status.is_success() {
             return Ok(bytes);
         }
-        Err(problem_error(status, &bytes))
+        Err(self.problem_error(status, &bytes))
+    }
+
+    async fn request(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, CliError> {
+        match &self.transport {
+            Transport::Tcp { http, .. } => http
+                .request(request)
+                .await
+                .map_err(|e| self.unreachable(error_chain(&e))),
+            Transport::Unix { socket, data_dir } => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|e| socket_error(data_dir, socket, &e))?;
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(|e| self.unreachable(error_chain(&e)))?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| self.unreachable(error_chain(&e)))
+            }
+        }
+    }
+
+    fn unreachable(&self, why: String) -> CliError {
+        CliError::with_code(
+            exit::UNREACHABLE,
+            format!("cannot reach {}: {why}", self.describe()),
+        )
+        .kind("unreachable")
+    }
+
+    fn problem_error(&self, status: StatusCode, body: &[u8]) -> CliError {
+        if status == StatusCode::UNAUTHORIZED {
+            let hint = match &self.token_source {
+                TokenSource::File(_) => {
+                    " (the server holding this data directory should have written it; was the file replaced?)"
+                }
+                _ => "",
+            };
+            return CliError::with_code(
+                exit::UNREACHABLE,
+                format!("{} refused {}{hint}", self.describe(), self.token_source),
+            )
+            .kind("unauthorized");
+        }
+        match serde_json::from_slice::<Problem>(body) {
+            Ok(p) => CliError::from_problem(p),
+            Err(_) => CliError::failure(format!(
+                "{} answered {status}: {}",
+                self.describe(),
+                String::from_utf8_lossy(body).trim()
+            )),
+        }
     }
 }
 
-fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
-    let code = if status == StatusCode::UNAUTHORIZED {
-        exit::UNREACHABLE
-    } else {
-        exit::FAILURE
+/// Check `--server`'s value: an `http://` URL (plain HTTP is for loopback; use an SSH tunnel or
+/// a TLS proxy to reach a remote server). Returns it without a trailing slash.
+fn check_url(origin: &str, url: &str) -> Result<String, CliError> {
+    let base = url.trim_end_matches('/');
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return Err(CliError::failure(format!(
+            "{origin} {url:?} has no scheme; write it as http://{base}"
+        ))
+        .kind("usage"));
     };
-    match serde_json::from_slice::<Problem>(body) {
-        Ok(p) => {
-            let message = match p.field {
-                Some(field) => format!("{field}: {}", p.detail),
-                None => p.detail,
-            };
-            CliError::with_code(code, message)
+    if scheme != "http" {
+        return Err(CliError::failure(format!(
+            "{origin} {url:?}: the scheme {scheme:?} is not supported; use http://{rest}"
+        ))
+        .kind("usage"));
+    }
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(
+            CliError::failure(format!("{origin} {url:?} is not a valid URL")).kind("usage"),
+        );
+    }
+    Ok(base.to_string())
+}
+
+/// The data directory must exist and be readable before "not running" can be said.
+fn check_data_dir(dir: &Path) -> Result<(), CliError> {
+    match std::fs::read_dir(dir) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_running(
+            dir,
+            "the data directory does not exist (pass --data-dir, or set CERTFLEET_DATA_DIR, to the server's)",
+        )),
+        Err(e) => Err(CliError::failure(format!(
+            "cannot read data directory {}: {e} (run as the user that runs the server, or pass --data-dir)",
+            dir.display()
+        ))),
+    }
+}
+
+fn not_running(dir: &Path, why: &str) -> CliError {
+    CliError::with_code(
+        exit::UNREACHABLE,
+        format!(
+            "no certfleet server is running on data directory {}: {why}; start it with `certfleet server`, or reach another one with --server URL --token TOKEN",
+            dir.display()
+        ),
+    )
+    .kind("not-running")
+}
+
+fn socket_error(data_dir: &Path, socket: &Path, e: &io::Error) -> CliError {
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            not_running(data_dir, &format!("{} does not exist", socket.display()))
         }
-        Err(_) => CliError::with_code(
-            code,
-            format!(
-                "the server answered {status}: {}",
-                String::from_utf8_lossy(body).trim()
+        io::ErrorKind::ConnectionRefused => not_running(
+            data_dir,
+            &format!(
+                "nothing listens on {} (left behind by a server that stopped)",
+                socket.display()
             ),
         ),
+        _ => CliError::failure(format!("cannot connect to {}: {e}", socket.display())),
     }
 }
 
@@ -178,4 +358,26 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_say_what_is_wrong() {
+        assert_eq!(
+            check_url("--server", "http://127.0.0.1:8555/").unwrap(),
+            "http://127.0.0.1:8555"
+        );
+        let e = check_url("--server", "127.0.0.1:8555")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has no scheme; write it as http://127.0.0.1:8555"),
+            "{e}"
+        );
+        let e = check_url(SERVER_ENV, "ftp://x:1").unwrap_err().to_string();
+        assert!(e.starts_with(SERVER_ENV) && e.contains("\"ftp\""), "{e}");
+    }
 }

@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
 pub mod exit {
     /// The command failed (invalid input, refused by the server, I/O error).
     pub const FAILURE: u8 = 1;
+    /// The command line was not understood (clap's own code).
+    pub const USAGE: u8 = 2;
     /// The server could not be reached or refused the token.
     pub const UNREACHABLE: u8 = 3;
     /// `--wait`: issuance finished and failed.
@@ -24,7 +26,10 @@ pub mod exit {
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (invalid input, refused by the server), \
-2 usage error, 3 server unreachable or token refused, 4 issuance failed (--wait), 5 timed out (--wait).";
+2 usage error, 3 server not running, unreachable or token refused, 4 issuance failed (--wait), \
+5 timed out (--wait).\n\nWith --json, results are printed as JSON on stdout and errors as a JSON \
+problem object ({\"type\", \"title\", \"detail\", \"field\", \"exit_code\"}) on stderr, with the \
+same exit codes.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +49,10 @@ struct Cli {
     #[arg(long, global = true, env = "CERTFLEET_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
+    /// Print results as JSON on stdout, and errors as a JSON problem object on stderr.
+    #[arg(long, global = true)]
+    json: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -58,41 +67,77 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return report(
+                &CliError::failure(format!("cannot start the async runtime: {e}")),
+                json,
+            );
         }
     };
     let data_dir = cli.data_dir;
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server::run(args, data_dir).await,
+            Command::Server(args) => server::run(args, data_dir, json).await,
             Command::Cert(cmd) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
-                cert::run(cmd, dir).await
+                cert::run(cmd, dir, json).await
             }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.code)
-        }
+        Err(e) => report(&e, json),
     }
+}
+
+/// Print `e` on stderr (as a JSON problem with `--json`) and turn it into the exit code.
+fn report(e: &CliError, json: bool) -> ExitCode {
+    if json {
+        eprintln!("{}", e.to_json());
+    } else {
+        eprintln!("error: {e}");
+    }
+    ExitCode::from(e.code)
+}
+
+/// clap's own errors: help and version print normally; a usage error with `--json` on the
+/// command line becomes a JSON problem (exit 2).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args().any(|a| a == "--json");
+    if !wants_json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let text = e.to_string();
+    let detail = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("usage error")
+        .trim_start_matches("error: ")
+        .to_string();
+    report(
+        &CliError::with_code(exit::USAGE, detail).kind("usage"),
+        true,
+    )
 }
 
 /// An error with the exit code it should produce.
 #[derive(Debug)]
 pub struct CliError {
     code: u8,
+    kind: String,
     message: String,
+    field: Option<String>,
 }
 
 impl CliError {
@@ -105,8 +150,51 @@ impl CliError {
     pub fn with_code(code: u8, message: impl Into<String>) -> Self {
         Self {
             code,
+            kind: "failure".into(),
             message: message.into(),
+            field: None,
         }
+    }
+
+    /// Set the problem kind shown with `--json` (`urn:certfleet:problem:<kind>`).
+    pub fn kind(mut self, kind: &str) -> Self {
+        self.kind = kind.to_string();
+        self
+    }
+
+    /// The server's problem document, passed through (exit 1).
+    pub fn from_problem(p: certfleet_server::problem::Problem) -> Self {
+        let message = match &p.field {
+            Some(field) => format!("{field}: {}", p.detail),
+            None => p.detail.clone(),
+        };
+        let kind = p
+            .kind
+            .strip_prefix(certfleet_server::problem::PROBLEM_TYPE_PREFIX)
+            .unwrap_or(&p.kind)
+            .to_string();
+        Self {
+            code: exit::FAILURE,
+            kind,
+            message,
+            field: p.field,
+        }
+    }
+
+    /// The exit code.
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    fn to_json(&self) -> String {
+        let problem = serde_json::json!({
+            "type": format!("{}{}", certfleet_server::problem::PROBLEM_TYPE_PREFIX, self.kind),
+            "title": self.kind.replace('-', " "),
+            "detail": self.message,
+            "field": self.field,
+            "exit_code": self.code,
+        });
+        problem.to_string()
     }
 }
 
@@ -114,4 +202,11 @@ impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// Print `value` as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failure(e.to_string()))?;
+    println!("{text}");
+    Ok(())
 }

@@ -46,7 +46,7 @@ pub struct ServerArgs {
     check_config: bool,
 }
 
-pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliError> {
+pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("CERTFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -55,8 +55,9 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliE
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let file = match &args.config {
-        Some(path) => config::load_file(path)
-            .map_err(|e| CliError::failure(format!("invalid configuration: {e}")))?,
+        Some(path) => config::load_file(path).map_err(|e| {
+            CliError::failure(format!("invalid configuration: {e}")).kind("invalid-config")
+        })?,
         None => config::FileConfig::default(),
     };
     let overrides = Overrides {
@@ -68,16 +69,21 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliE
         contacts: args.contacts,
         max_concurrent_orders: args.max_concurrent_orders,
     };
-    let settings = file
-        .resolve(overrides)
-        .map_err(|e| CliError::failure(format!("invalid configuration: {e}")))?;
+    let mut settings = file.resolve(overrides).map_err(|e| {
+        CliError::failure(format!("invalid configuration: {e}")).kind("invalid-config")
+    })?;
+    settings.config_file = args.config.clone();
     if args.check_config {
-        println!("configuration is valid");
+        if json {
+            crate::print_json(&serde_json::json!({"valid": true}))?;
+        } else {
+            println!("configuration is valid");
+        }
         return Ok(());
     }
     let running = certfleet_server::start(settings)
         .await
-        .map_err(|e| CliError::failure(e.to_string()))?;
+        .map_err(|e| CliError::failure(e.to_string()).kind("startup"))?;
     shutdown_signal().await;
     tracing::info!("stopping");
     running.stop().await;

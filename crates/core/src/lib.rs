@@ -17,7 +17,7 @@ pub mod time;
 
 pub use challenge::{ChallengeKind, Http01Challenge, TokenError, validate_token};
 pub use model::{
-    AccountRecord, CertName, Certificate, CertificateStatus, Event, EventKind, KeyKind,
+    AccountRecord, CertName, Certificate, CertificateStatus, Event, EventKind, IssuedFor, KeyKind,
     NewCertificate, NewVersion, Source, Version,
 };
 pub use name::{DnsName, NameError};

@@ -248,12 +248,59 @@ pub struct Certificate {
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
+    /// What the current version was issued for, to tell whether it still matches the
+    /// declaration (`None` without a current version).
+    pub current: Option<IssuedFor>,
+}
+
+/// What a version was issued for: its names, issuer and key kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedFor {
+    /// The DNS names in the certificate.
+    pub domains: Vec<DnsName>,
+    /// The issuer that issued it.
+    pub issuer: String,
+    /// Its key kind.
+    pub key_kind: KeyKind,
 }
 
 impl Certificate {
     /// Whether certfleet can renew this certificate without a person.
     pub fn auto_renewable(&self) -> bool {
         self.source == Source::Acme
+    }
+
+    /// How the current version differs from the declaration (names compared as sets), in
+    /// words: `names added: b.example; key ecdsa-p256 → rsa2048`. `None` when it matches or
+    /// there is no current version.
+    pub fn declaration_mismatch(&self) -> Option<String> {
+        let current = self.current.as_ref()?;
+        let mut parts = Vec::new();
+        let added: Vec<&str> = self
+            .domains
+            .iter()
+            .filter(|d| !current.domains.contains(d))
+            .map(DnsName::as_str)
+            .collect();
+        let removed: Vec<&str> = current
+            .domains
+            .iter()
+            .filter(|d| !self.domains.contains(d))
+            .map(DnsName::as_str)
+            .collect();
+        if !added.is_empty() {
+            parts.push(format!("names added: {}", added.join(", ")));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("names removed: {}", removed.join(", ")));
+        }
+        if current.key_kind != self.key_kind {
+            parts.push(format!("key {} → {}", current.key_kind, self.key_kind));
+        }
+        if current.issuer != self.issuer {
+            parts.push(format!("issuer {} → {}", current.issuer, self.issuer));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 }
 
@@ -276,6 +323,10 @@ pub struct NewVersion {
     pub key_pem: Secret,
     /// The ACME order that produced it.
     pub order_url: Option<String>,
+    /// The names it was ordered for (the leaf's subjectAltNames).
+    pub domains: Vec<DnsName>,
+    /// The issuer that issued it.
+    pub issuer: String,
 }
 
 /// One issued certificate of a [`Certificate`] (its key is fetched separately).
@@ -336,6 +387,10 @@ pub enum EventKind {
     Deleted,
     /// An ACME account was registered.
     AccountCreated,
+    /// A certificate's declaration (names, key kind, issuer, challenge) changed.
+    Changed,
+    /// An order in flight was cancelled (the certificate was removed).
+    Cancelled,
 }
 
 impl EventKind {
@@ -348,6 +403,8 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Deleted => "deleted",
             EventKind::AccountCreated => "account_created",
+            EventKind::Changed => "changed",
+            EventKind::Cancelled => "cancelled",
         }
     }
 }
@@ -362,6 +419,8 @@ impl FromStr for EventKind {
             EventKind::Failed,
             EventKind::Deleted,
             EventKind::AccountCreated,
+            EventKind::Changed,
+            EventKind::Cancelled,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -395,6 +454,46 @@ mod tests {
         for bad in ["", "-x", "Www", "a/b", "a b", &"a".repeat(65)] {
             assert!(CertName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn declaration_mismatch_compares_names_as_sets() {
+        let names = |list: &[&str]| -> Vec<DnsName> {
+            list.iter().map(|n| DnsName::parse(n).unwrap()).collect()
+        };
+        let mut cert = Certificate {
+            id: "id".into(),
+            name: CertName::parse("www").unwrap(),
+            domains: names(&["a.example.test", "b.example.test"]),
+            issuer: "default".into(),
+            key_kind: KeyKind::EcdsaP256,
+            challenge: ChallengeKind::Http01,
+            source: Source::Acme,
+            status: CertificateStatus::Valid,
+            current_version: Some(1),
+            not_after: Some(0),
+            failure_streak: 0,
+            last_error: None,
+            next_due: None,
+            order_url: None,
+            created_at: 0,
+            updated_at: 0,
+            current: Some(IssuedFor {
+                domains: names(&["b.example.test", "a.example.test"]),
+                issuer: "default".into(),
+                key_kind: KeyKind::EcdsaP256,
+            }),
+        };
+        assert_eq!(cert.declaration_mismatch(), None, "order does not matter");
+        cert.domains.push(DnsName::parse("c.example.test").unwrap());
+        cert.domains.remove(0);
+        cert.key_kind = KeyKind::Rsa2048;
+        assert_eq!(
+            cert.declaration_mismatch().unwrap(),
+            "names added: c.example.test; names removed: a.example.test; key ecdsa-p256 → rsa2048"
+        );
+        cert.current = None;
+        assert_eq!(cert.declaration_mismatch(), None);
     }
 
     #[test]

@@ -60,6 +60,15 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
     ) -> Result<(), StoreError>;
 
+    /// Replace what a certificate is declared as (names, issuer, key kind, challenge); its
+    /// versions are kept, the current one stays current until a new one is added. Returns
+    /// the updated certificate; [`StoreError::NotFound`] if there is none.
+    async fn update_declaration(
+        &self,
+        name: &str,
+        declaration: &NewCertificate,
+    ) -> Result<Certificate, StoreError>;
+
     /// Remember (or forget, with `None`) the ACME order in flight.
     async fn set_order_url(&self, name: &str, url: Option<&str>) -> Result<(), StoreError>;
 

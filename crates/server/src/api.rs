@@ -192,13 +192,39 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     checked_name(&name)?;
+    if app.declared.contains(&name) {
+        let file = app
+            .config_file
+            .as_ref()
+            .map(|f| format!(" {}", f.display()))
+            .unwrap_or_default();
+        return Err(ApiError::conflict(
+            "name",
+            format!(
+                "certificate {name:?} is declared in the config file{file}; removing it here would \
+                 not last (the next start declares it again): remove it from the file, restart \
+                 the server, then remove it"
+            ),
+        ));
+    }
+    if app.store.certificate(&name).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "certificate {name:?} not found"
+        )));
+    }
+    let cancelled = app.issuance.cancel(&name).await;
     if !app.store.delete_certificate(&name).await? {
         return Err(ApiError::not_found(format!(
             "certificate {name:?} not found"
         )));
     }
+    let message = if cancelled {
+        "removed with its versions; the order in flight was cancelled"
+    } else {
+        "removed with its versions"
+    };
     app.store
-        .append_event(Some(&name), EventKind::Deleted, "removed with its versions")
+        .append_event(Some(&name), EventKind::Deleted, message)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

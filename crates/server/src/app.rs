@@ -10,16 +10,17 @@ use axum::serve::ListenerExt;
 use certfleet_acme::issuer::Eab;
 use certfleet_acme::{AcmeIssuer, IssuerConfig};
 use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventKind, NewCertificate, Secret, Solver, Source, Store,
+    Certificate, CertificateStatus, ChallengeKind, EventKind, NewCertificate, Secret, Solver,
+    Source, Store,
 };
 use certfleet_solvers::Http01Solver;
 use certfleet_store::{Sealer, SqliteStore};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{IssuerSettings, Settings};
-use crate::datadir::{DataDir, ServerInfo};
+use crate::datadir::{DataDir, DataDirLock, ServerInfo};
 use crate::issuance::Issuance;
 use crate::{ServerError, api};
 
@@ -40,6 +41,11 @@ pub struct App {
     pub issuance: Arc<Issuance>,
     /// The admin bearer token.
     pub admin_token: String,
+    /// Names of the certificates the config file declares (they cannot be removed by the API:
+    /// the next start would declare them again).
+    pub declared: std::collections::BTreeSet<String>,
+    /// The config file, for messages.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// A running server (see [`start`]).
@@ -54,15 +60,19 @@ pub struct Running {
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    data: DataDir,
+    _lock: DataDirLock,
 }
 
 impl Running {
-    /// Stop listening and wait for the servers to finish.
+    /// Stop listening, wait for the servers to finish, remove `api.sock` and `server.json`,
+    /// and release the data directory's lock.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        self.data.remove_runtime_files();
     }
 
     /// Wait until one of the servers ends (it should not, unless stopped).
@@ -82,6 +92,9 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
             e,
         )
     })?;
+    let lock = data
+        .lock()
+        .map_err(|e| ServerError::Startup(e.to_string()))?;
     let store = open_store(&data)?;
     let (admin_token, created) = data
         .load_or_create_token()
@@ -112,6 +125,12 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         issuer_settings: settings.issuers.clone(),
         issuance,
         admin_token: admin_token.clone(),
+        declared: settings
+            .certificates
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect(),
+        config_file: settings.config_file.clone(),
     });
     let api_listener = bind(settings.listen, "REST API (--listen)").await?;
     let http01_listener = bind(
@@ -126,12 +145,15 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         .local_addr()
         .map_err(|e| ServerError::io("reading the responder address", e))?;
 
+    let unix_listener = bind_socket(&data)?;
+
     declare_configured(&app, &settings).await?;
     resume_unsettled(&app).await?;
 
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         serve(api_listener, api::router(app.clone()), stopped.clone()),
+        serve_unix(unix_listener, api::router(app.clone()), stopped.clone()),
         serve(
             http01_listener,
             certfleet_solvers::responder::router(store.clone()),
@@ -156,21 +178,81 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         app,
         stop,
         tasks,
+        data,
+        _lock: lock,
+    })
+}
+
+/// Bind the API's Unix socket in the data directory (mode 0600). A socket file left by a
+/// server that was killed is replaced: holding the data directory's lock proves it is stale.
+fn bind_socket(data: &DataDir) -> Result<UnixListener, ServerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = data.socket_path();
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::debug!(path = %path.display(), "removed a stale API socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ServerError::io(format!("removing {}", path.display()), e)),
+    }
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| ServerError::io(format!("binding the API socket {}", path.display()), e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ServerError::io(format!("setting the mode of {}", path.display()), e))?;
+    Ok(listener)
+}
+
+fn serve_unix(
+    listener: UnixListener,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "the API socket failed");
+        }
     })
 }
 
 fn open_store(data: &DataDir) -> Result<Arc<dyn Store>, ServerError> {
     let env = std::env::var(KEK_ENV).ok();
-    let (sealer, created) = Sealer::from_env_or_file(env.as_deref(), &data.kek_path())
-        .map_err(|e| ServerError::Startup(format!("key-encryption key: {e}")))?;
+    let kek_source = match env {
+        Some(_) => format!(
+            "the key-encryption key from {KEK_ENV} (set in the environment, it takes precedence over the file {})",
+            data.kek_path().display()
+        ),
+        None => format!("the key-encryption key in {}", data.kek_path().display()),
+    };
+    let (sealer, created) =
+        Sealer::from_env_or_file(env.as_deref(), &data.kek_path()).map_err(|e| match env {
+            Some(_) => ServerError::Startup(format!("{KEK_ENV}: {e}")),
+            None => ServerError::Startup(e.to_string()),
+        })?;
     if created {
         tracing::warn!(
             path = %data.kek_path().display(),
             "created a new key-encryption key (mode 0600); back it up: without it the stored private keys cannot be read"
         );
     }
-    let store = SqliteStore::open(&data.db_path(), sealer)
-        .map_err(|e| ServerError::Startup(format!("opening {}: {e}", data.db_path().display())))?;
+    let db = data.db_path();
+    let store = SqliteStore::open(&db, sealer).map_err(|e| match e {
+        certfleet_core::StoreError::Unseal(_) => {
+            let fix = if env.is_some() {
+                format!("set {KEK_ENV} to the key the store was written with, or unset it to use the kek file")
+            } else {
+                format!("restore the kek file that belongs to this database from your backup, or set {KEK_ENV} to that key")
+            };
+            ServerError::Startup(format!(
+                "{kek_source} is not the one {} was written with.\nNothing was read or changed. To fix it: {fix}.",
+                db.display()
+            ))
+        }
+        other => ServerError::Startup(format!("opening {}: {other}", db.display())),
+    })?;
     Ok(Arc::new(store))
 }
 
@@ -229,22 +311,13 @@ fn serve(
     })
 }
 
-/// Create the certificates the config file declares and that the store lacks.
+/// Create the certificates the config file declares and that the store lacks; bring stored
+/// ones in line with an edited file. A real change (the set of names, key kind, issuer,
+/// challenge) updates the declaration and starts a new version at once; the current version
+/// stays valid and exportable until the new one exists.
 async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), ServerError> {
     for c in &settings.certificates {
-        if let Some(existing) = app.store.certificate(c.name.as_str()).await? {
-            if existing.domains != c.domains
-                || existing.issuer != c.issuer
-                || existing.key_kind != c.key
-            {
-                tracing::warn!(
-                    certificate = %c.name,
-                    "the config file declares this certificate differently from the store; the stored one is kept (remove it with `certfleet cert rm` to re-declare)"
-                );
-            }
-            continue;
-        }
-        let new = NewCertificate {
+        let declared = NewCertificate {
             name: c.name.clone(),
             domains: c.domains.clone(),
             issuer: c.issuer.clone(),
@@ -252,16 +325,71 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             challenge: c.challenge,
             source: Source::Acme,
         };
-        app.store.create_certificate(&new).await?;
-        app.store
-            .append_event(
-                Some(c.name.as_str()),
-                EventKind::Created,
-                "declared in the config file",
-            )
-            .await?;
+        let name = c.name.as_str();
+        match app.store.certificate(name).await? {
+            None => {
+                app.store.create_certificate(&declared).await?;
+                app.store
+                    .append_event(
+                        Some(name),
+                        EventKind::Created,
+                        "declared in the config file",
+                    )
+                    .await?;
+            }
+            Some(stored) => {
+                let Some(change) = declaration_change(&stored, &declared) else {
+                    continue;
+                };
+                let message = format!("the config file changed its declaration: {change}");
+                tracing::info!(certificate = name, "{message}; issuing a new version");
+                app.store.update_declaration(name, &declared).await?;
+                app.store
+                    .append_event(Some(name), EventKind::Changed, &message)
+                    .await?;
+                if stored.auto_renewable() {
+                    app.issuance.start(name).await?;
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// How `declared` differs from what is stored, in words; names compare as sets.
+fn declaration_change(stored: &Certificate, declared: &NewCertificate) -> Option<String> {
+    let mut parts = Vec::new();
+    let added: Vec<&str> = declared
+        .domains
+        .iter()
+        .filter(|d| !stored.domains.contains(d))
+        .map(|d| d.as_str())
+        .collect();
+    let removed: Vec<&str> = stored
+        .domains
+        .iter()
+        .filter(|d| !declared.domains.contains(d))
+        .map(|d| d.as_str())
+        .collect();
+    if !added.is_empty() {
+        parts.push(format!("names added: {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("names removed: {}", removed.join(", ")));
+    }
+    if stored.key_kind != declared.key_kind {
+        parts.push(format!("key {} → {}", stored.key_kind, declared.key_kind));
+    }
+    if stored.issuer != declared.issuer {
+        parts.push(format!("issuer {} → {}", stored.issuer, declared.issuer));
+    }
+    if stored.challenge != declared.challenge {
+        parts.push(format!(
+            "challenge {} → {}",
+            stored.challenge, declared.challenge
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Start orders for certificates that never got one or whose order a stop interrupted.

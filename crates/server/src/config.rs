@@ -43,6 +43,58 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Every error found in one configuration, in the order found (at least one).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} errors:", many.len())?;
+                for e in many {
+                    write!(f, "\n  {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// Collects errors so that one run reports all of them.
+#[derive(Debug, Default)]
+pub(crate) struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    /// Keep `result`'s value, or remember its error and return `None`.
+    pub(crate) fn check<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    /// Keep every error of a result that carries several.
+    pub(crate) fn check_all<T>(&mut self, result: Result<T, ConfigErrors>) -> Option<T> {
+        result.map_err(|e| self.0.extend(e.0)).ok()
+    }
+
+    /// `Ok(value)` when nothing was found, else every error.
+    pub(crate) fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(ConfigErrors(self.0))
+        }
+    }
+}
+
 pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
@@ -210,6 +262,8 @@ pub struct Settings {
     pub token_ttl_secs: u64,
     /// Certificates declared in the file.
     pub certificates: Vec<CertificateSettings>,
+    /// The config file these settings came from, if any (set by the caller that read it).
+    pub config_file: Option<PathBuf>,
 }
 
 /// Read and parse a config file.
@@ -241,46 +295,80 @@ fn is_root() -> bool {
 }
 
 impl FileConfig {
-    /// Merge the flags and validate everything.
-    pub fn resolve(self, flags: Overrides) -> Result<Settings, ConfigError> {
-        let listen = flags
-            .listen
-            .clone()
-            .or(self.server.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let http01 = flags
-            .http01_listen
-            .clone()
-            .or(self.server.http01_listen)
-            .unwrap_or_else(|| DEFAULT_HTTP01_LISTEN.into());
-        let max = flags
-            .max_concurrent_orders
-            .or(self.server.max_concurrent_orders)
-            .unwrap_or(DEFAULT_MAX_CONCURRENT_ORDERS);
-        if max == 0 {
-            return Err(err("server.max_concurrent_orders", "must be at least 1"));
+    /// Merge the flags and validate everything; every error is reported, each naming the
+    /// field as the user wrote it (`--listen` for a flag, `server.listen` in the file).
+    pub fn resolve(self, flags: Overrides) -> Result<Settings, ConfigErrors> {
+        let mut errors = Errors::default();
+        let listen = match &flags.listen {
+            Some(v) => errors.check(parse_addr("--listen", v)),
+            None => errors.check(parse_addr(
+                "server.listen",
+                self.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+            )),
+        };
+        let http01_listen = match &flags.http01_listen {
+            Some(v) => errors.check(parse_addr("--http01-listen", v)),
+            None => errors.check(parse_addr(
+                "server.http01_listen",
+                self.server
+                    .http01_listen
+                    .as_deref()
+                    .unwrap_or(DEFAULT_HTTP01_LISTEN),
+            )),
+        };
+        let max = match (
+            flags.max_concurrent_orders,
+            self.server.max_concurrent_orders,
+        ) {
+            (Some(v), _) => ("--max-concurrent-orders", v),
+            (None, Some(v)) => ("server.max_concurrent_orders", v),
+            (None, None) => ("", DEFAULT_MAX_CONCURRENT_ORDERS),
+        };
+        if max.1 == 0 {
+            errors.check::<()>(Err(err(max.0, "must be at least 1")));
         }
-        let issuers = resolve_issuers(self.issuers, &flags)?;
-        let token_ttl_secs = resolve_solvers(&self.solvers)?;
-        let certificates = self
+        let mut declared_issuers: Vec<String> = self.issuers.keys().cloned().collect();
+        declared_issuers.push(DEFAULT_ISSUER.to_string());
+        let issuers = errors
+            .check_all(resolve_issuers(self.issuers, &flags))
+            .unwrap_or_default();
+        let token_ttl_secs = errors
+            .check(resolve_solvers(&self.solvers))
+            .unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        let certificates: Vec<CertificateSettings> = self
             .certificates
             .iter()
             .enumerate()
-            .map(|(i, c)| resolve_certificate(i, c, &issuers))
-            .collect::<Result<Vec<_>, _>>()?;
-        check_unique_names(&certificates)?;
-        Ok(Settings {
-            data_dir: flags
-                .data_dir
-                .clone()
-                .or(self.server.data_dir)
-                .unwrap_or_else(default_data_dir),
-            listen: parse_addr("server.listen", &listen)?,
-            http01_listen: parse_addr("server.http01_listen", &http01)?,
-            max_concurrent_orders: max,
+            .filter_map(|(i, c)| {
+                let result = resolve_certificate(i, c, &issuers).map_err(|mut e| {
+                    // An issuer that is declared but invalid was reported already.
+                    let issuer = c.issuer.as_deref().unwrap_or(DEFAULT_ISSUER);
+                    if declared_issuers.iter().any(|d| d == issuer) {
+                        e.0.retain(|e| !e.field.ends_with("].issuer"));
+                    }
+                    e
+                });
+                match result {
+                    Err(ConfigErrors(e)) if e.is_empty() => None,
+                    other => errors.check_all(other),
+                }
+            })
+            .collect();
+        errors.check(check_unique_names(&self.certificates));
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or(self.server.data_dir)
+            .unwrap_or_else(default_data_dir);
+        errors.finish(|| Settings {
+            data_dir,
+            listen: listen.expect("checked"),
+            http01_listen: http01_listen.expect("checked"),
+            max_concurrent_orders: max.1,
             issuers,
             token_ttl_secs,
             certificates,
+            config_file: None,
         })
     }
 }
@@ -294,10 +382,33 @@ fn parse_addr(field: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+/// Where the values of an issuer came from, so errors name a flag or a file field.
+struct FieldNames {
+    directory: String,
+    contacts: Vec<String>,
+    ca_roots: Vec<String>,
+}
+
+impl FieldNames {
+    fn file(name: &str, s: &IssuerSection) -> Self {
+        let indexed =
+            |f: &str, n: usize| (0..n).map(|i| format!("issuers.{name}.{f}[{i}]")).collect();
+        Self {
+            directory: format!("issuers.{name}.directory"),
+            contacts: indexed("contacts", s.contacts.len()),
+            ca_roots: indexed("ca_roots", s.ca_roots.len()),
+        }
+    }
+}
+
 fn resolve_issuers(
     mut issuers: BTreeMap<String, IssuerSection>,
     flags: &Overrides,
-) -> Result<BTreeMap<String, IssuerSettings>, ConfigError> {
+) -> Result<BTreeMap<String, IssuerSettings>, ConfigErrors> {
+    let mut names: BTreeMap<String, FieldNames> = issuers
+        .iter()
+        .map(|(name, s)| (name.clone(), FieldNames::file(name, s)))
+        .collect();
     let flags_given =
         flags.directory.is_some() || !flags.ca_roots.is_empty() || !flags.contacts.is_empty();
     if flags_given || issuers.is_empty() {
@@ -311,39 +422,57 @@ fn resolve_issuers(
                 request_timeout_secs: None,
                 order_timeout_secs: None,
             });
+        let fields = names
+            .entry(DEFAULT_ISSUER.to_string())
+            .or_insert_with(|| FieldNames::file(DEFAULT_ISSUER, entry));
         if let Some(dir) = &flags.directory {
             entry.directory = dir.clone();
+            fields.directory = "--directory".into();
         }
         entry.ca_roots.extend(flags.ca_roots.iter().cloned());
+        fields
+            .ca_roots
+            .extend(flags.ca_roots.iter().map(|_| "--ca-root".to_string()));
         entry.contacts.extend(flags.contacts.iter().cloned());
+        fields
+            .contacts
+            .extend(flags.contacts.iter().map(|_| "--contact".to_string()));
     }
-    issuers
+    let mut errors = Errors::default();
+    let resolved = issuers
         .into_iter()
-        .map(|(name, section)| {
-            let settings = resolve_issuer(&name, section)?;
-            Ok((name, settings))
+        .filter_map(|(name, section)| {
+            let fields = &names[&name];
+            let settings = errors.check_all(resolve_issuer(&name, section, fields))?;
+            Some((name, settings))
         })
-        .collect()
+        .collect();
+    errors.finish(|| resolved)
 }
 
-fn resolve_issuer(name: &str, s: IssuerSection) -> Result<IssuerSettings, ConfigError> {
+fn resolve_issuer(
+    name: &str,
+    s: IssuerSection,
+    names: &FieldNames,
+) -> Result<IssuerSettings, ConfigErrors> {
     let field = |f: &str| format!("issuers.{name}.{f}");
+    let mut errors = Errors::default();
     if CertName::parse(name).is_err() {
-        return Err(err(
+        errors.check::<()>(Err(err(
             format!("issuers.{name}"),
             "issuer names use lowercase letters, digits, '-', '_' and '.'",
-        ));
+        )));
     }
-    check_url(&field("directory"), &s.directory)?;
-    for (i, contact) in s.contacts.iter().enumerate() {
-        check_contact(&format!("{}[{i}]", field("contacts")), contact)?;
+    errors.check(check_url(&names.directory, &s.directory));
+    for (contact, field_name) in s.contacts.iter().zip(&names.contacts) {
+        errors.check(check_contact(field_name, contact));
     }
-    for (i, root) in s.ca_roots.iter().enumerate() {
-        check_root_file(&format!("{}[{i}]", field("ca_roots")), root)?;
+    for (root, field_name) in s.ca_roots.iter().zip(&names.ca_roots) {
+        errors.check(check_root_file(field_name, root));
     }
     if let Some(eab) = &s.eab {
         if eab.key_id.trim().is_empty() {
-            return Err(err(field("eab.key_id"), "must not be empty"));
+            errors.check::<()>(Err(err(field("eab.key_id"), "must not be empty")));
         }
         let trimmed = eab.hmac_key.trim_end_matches('=');
         let ok = !trimmed.is_empty()
@@ -351,10 +480,10 @@ fn resolve_issuer(name: &str, s: IssuerSection) -> Result<IssuerSettings, Config
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
-            return Err(err(
+            errors.check::<()>(Err(err(
                 field("eab.hmac_key"),
                 "must be the base64url key the CA gave you",
-            ));
+            )));
         }
     }
     let timeout = |f: &str, v: Option<u64>, default: u64| match v {
@@ -362,18 +491,20 @@ fn resolve_issuer(name: &str, s: IssuerSection) -> Result<IssuerSettings, Config
         Some(v) => Ok(v),
         None => Ok(default),
     };
-    Ok(IssuerSettings {
+    let request_timeout_secs = errors.check(timeout(
+        "request_timeout_secs",
+        s.request_timeout_secs,
+        DEFAULT_REQUEST_TIMEOUT_SECS,
+    ));
+    let order_timeout_secs = errors.check(timeout(
+        "order_timeout_secs",
+        s.order_timeout_secs,
+        DEFAULT_ORDER_TIMEOUT_SECS,
+    ));
+    errors.finish(|| IssuerSettings {
         name: name.to_string(),
-        request_timeout_secs: timeout(
-            "request_timeout_secs",
-            s.request_timeout_secs,
-            DEFAULT_REQUEST_TIMEOUT_SECS,
-        )?,
-        order_timeout_secs: timeout(
-            "order_timeout_secs",
-            s.order_timeout_secs,
-            DEFAULT_ORDER_TIMEOUT_SECS,
-        )?,
+        request_timeout_secs: request_timeout_secs.unwrap_or_default(),
+        order_timeout_secs: order_timeout_secs.unwrap_or_default(),
         directory: s.directory,
         contacts: s.contacts,
         ca_roots: s.ca_roots,
@@ -459,7 +590,7 @@ fn resolve_certificate(
     i: usize,
     c: &CertificateSection,
     issuers: &BTreeMap<String, IssuerSettings>,
-) -> Result<CertificateSettings, ConfigError> {
+) -> Result<CertificateSettings, ConfigErrors> {
     let req = CertificateRequest {
         name: &c.name,
         domains: &c.domains,
@@ -470,12 +601,15 @@ fn resolve_certificate(
     validate_certificate(&format!("certificates[{i}]."), &req, issuers)
 }
 
-fn check_unique_names(certs: &[CertificateSettings]) -> Result<(), ConfigError> {
+fn check_unique_names(certs: &[CertificateSection]) -> Result<(), ConfigError> {
     for (i, c) in certs.iter().enumerate() {
-        if certs[..i].iter().any(|o| o.name == c.name) {
+        if let Some(first) = certs[..i].iter().position(|o| o.name == c.name) {
             return Err(err(
                 format!("certificates[{i}].name"),
-                format!("{:?} is declared twice", c.name.as_str()),
+                format!(
+                    "{:?} is declared twice (first as certificates[{first}])",
+                    c.name
+                ),
             ));
         }
     }
@@ -489,6 +623,71 @@ mod tests {
     fn resolve(text: &str) -> Result<Settings, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| err("file", e.to_string()))?;
         file.resolve(Overrides::default())
+            .map_err(|mut e| e.0.remove(0))
+    }
+
+    #[test]
+    fn every_error_is_reported_in_one_run() {
+        let text = "[server]\nlisten = \"nope\"\n[issuers.le]\ndirectory = \"http://x\"\n\
+                    contacts = [\"ops@x.com\"]\n[[certificates]]\nname = \"w\"\n\
+                    domains = [\"a..b\"]\nissuer = \"le\"\nkey = \"dsa\"\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let errors = file.resolve(Overrides::default()).unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        for want in [
+            "server.listen",
+            "issuers.le.directory",
+            "issuers.le.contacts[0]",
+            "certificates[0].domains[0]",
+            "certificates[0].key",
+        ] {
+            assert!(fields.contains(&want), "{want} missing from {fields:?}");
+        }
+        assert!(
+            errors
+                .to_string()
+                .starts_with(&format!("{} errors:", fields.len()))
+        );
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        let flags = Overrides {
+            listen: Some("localhost".into()),
+            http01_listen: Some("80".into()),
+            directory: Some("http://ca.test/dir".into()),
+            contacts: vec!["ops@example.test".into()],
+            ca_roots: vec!["/nonexistent.pem".into()],
+            max_concurrent_orders: Some(0),
+            ..Overrides::default()
+        };
+        let errors = FileConfig::default().resolve(flags).unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "--listen",
+                "--http01-listen",
+                "--max-concurrent-orders",
+                "--directory",
+                "--contact",
+                "--ca-root"
+            ]
+        );
+        let file: FileConfig =
+            toml::from_str("[issuers.default]\ndirectory = \"https://ca.test/d\"\ncontacts = [\"mailto:a@b.test\", \"x\"]").unwrap();
+        let flags = Overrides {
+            contacts: vec!["y".into()],
+            ..Overrides::default()
+        };
+        let fields: Vec<String> = file
+            .resolve(flags)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["issuers.default.contacts[1]", "--contact"]);
     }
 
     #[test]

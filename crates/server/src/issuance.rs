@@ -4,8 +4,10 @@
 //! A request marks the certificate `issuing` before it returns, so a client that polls sees
 //! either `issuing` or the outcome (`valid` / `failed` with `last_error`). The renewal
 //! scheduler of a later issue calls [`Issuance::start`] the same way the API does.
+//! [`Issuance::cancel`] stops an order in flight (when its certificate is removed) and waits
+//! until its task has finished, so nothing is written about the certificate afterwards.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -13,7 +15,7 @@ use certfleet_acme::{AcmeIssuer, OrderObserver};
 use certfleet_core::{
     CertificateStatus, ChallengeKind, EventKind, NewVersion, Solver, Store, StoreError,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::views::rfc3339;
 
@@ -23,13 +25,20 @@ pub struct Issuance {
     issuers: BTreeMap<String, Arc<AcmeIssuer>>,
     solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
     limit: Arc<Semaphore>,
-    in_flight: Mutex<HashSet<String>>,
+    in_flight: Mutex<HashMap<String, Task>>,
 }
 
-/// Removes a certificate from the in-flight set however its task ends.
+/// One queued or running order: `cancel` asks it to stop; `done` turns true when it ended.
+struct Task {
+    cancel: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+/// Removes a certificate from the in-flight set and says "done" however its task ends.
 struct InFlight<'a> {
-    set: &'a Mutex<HashSet<String>>,
+    set: &'a Mutex<HashMap<String, Task>>,
     name: String,
+    done: watch::Sender<bool>,
 }
 
 impl Drop for InFlight<'_> {
@@ -37,6 +46,7 @@ impl Drop for InFlight<'_> {
         if let Ok(mut set) = self.set.lock() {
             set.remove(&self.name);
         }
+        let _ = self.done.send(true);
     }
 }
 
@@ -67,22 +77,48 @@ impl Issuance {
             issuers,
             solvers,
             limit: Arc::new(Semaphore::new(max_concurrent)),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
     /// Whether an order for `name` is queued or running.
     pub fn is_in_flight(&self, name: &str) -> bool {
-        self.in_flight.lock().is_ok_and(|s| s.contains(name))
+        self.in_flight.lock().is_ok_and(|s| s.contains_key(name))
+    }
+
+    /// Stop the order of `name`, if one is queued or running, and wait until its task has
+    /// ended; returns whether there was one. Responses it published are withdrawn by the
+    /// store when the certificate is removed (they belong to it).
+    pub async fn cancel(&self, name: &str) -> bool {
+        let done = {
+            let set = self.in_flight.lock().expect("in-flight set poisoned");
+            let Some(task) = set.get(name) else {
+                return false;
+            };
+            let _ = task.cancel.send(true);
+            task.done.clone()
+        };
+        let mut done = done;
+        let _ = done.wait_for(|d| *d).await;
+        true
     }
 
     /// Queue a new version of `name`; `false` if one is already queued or running.
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, StoreError> {
+        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
         {
             let mut set = self.in_flight.lock().expect("in-flight set poisoned");
-            if !set.insert(name.to_string()) {
+            if set.contains_key(name) {
                 return Ok(false);
             }
+            set.insert(
+                name.to_string(),
+                Task {
+                    cancel: cancel_tx,
+                    done: done_rx,
+                },
+            );
         }
         if let Err(e) = self
             .store
@@ -101,11 +137,20 @@ impl Issuance {
             let _guard = InFlight {
                 set: &this.in_flight,
                 name: name.clone(),
+                done: done_tx,
             };
-            let Ok(_permit) = this.limit.acquire().await else {
-                return;
+            let work = async {
+                let Ok(_permit) = this.limit.acquire().await else {
+                    return;
+                };
+                this.run(&name).await;
             };
-            this.run(&name).await;
+            tokio::select! {
+                () = work => {}
+                _ = cancel_rx.wait_for(|c| *c) => {
+                    tracing::info!(certificate = %name, "order cancelled: the certificate is being removed");
+                }
+            }
         });
         Ok(true)
     }
@@ -177,6 +222,8 @@ impl Issuance {
             key_kind: cert.key_kind,
             key_pem: issued.key_pem,
             order_url: Some(issued.order_url),
+            domains: cert.domains.clone(),
+            issuer: cert.issuer.clone(),
         };
         let stored = self.store.add_version(name, version).await?;
         let message = format!(

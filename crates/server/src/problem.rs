@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use certfleet_core::StoreError;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, ConfigErrors};
 
 /// Prefix of our problem type URIs.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:certfleet:problem:";
@@ -29,6 +29,18 @@ pub struct Problem {
     /// The offending input field, when there is one (`domains[1]`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub field: Option<String>,
+    /// Every invalid field when there are several (the first is also in `field`/`detail`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field (`domains[1]`).
+    pub field: String,
+    /// What is wrong with it.
+    pub detail: String,
 }
 
 /// An error answered by the API.
@@ -39,6 +51,7 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     field: Option<String>,
+    errors: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -49,6 +62,7 @@ impl ApiError {
             title,
             detail,
             field: None,
+            errors: Vec::new(),
         }
     }
 
@@ -138,6 +152,24 @@ impl From<ConfigError> for ApiError {
     }
 }
 
+impl From<ConfigErrors> for ApiError {
+    fn from(e: ConfigErrors) -> Self {
+        let all: Vec<FieldError> =
+            e.0.iter()
+                .map(|e| FieldError {
+                    field: e.field.clone(),
+                    detail: e.message.clone(),
+                })
+                .collect();
+        let first = e.0.into_iter().next().expect("at least one error");
+        let mut api = ApiError::invalid(first.field, first.message);
+        if all.len() > 1 {
+            api.errors = all;
+        }
+        api
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Problem {
@@ -146,6 +178,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             field: self.field,
+            errors: self.errors,
         };
         let mut rsp = (self.status, Json(body)).into_response();
         rsp.headers_mut().insert(

@@ -2,7 +2,7 @@
 //! `docs/api.md`. Fields are only ever added, never renamed or removed, within `/api/v1`.
 
 use certfleet_core::time::{UnixTime, days_left};
-use certfleet_core::{Certificate, Version};
+use certfleet_core::{Certificate, CertificateStatus, Version};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,8 +20,12 @@ pub fn rfc3339(t: UnixTime) -> String {
 pub struct CertificateView {
     /// Short name.
     pub name: String,
-    /// DNS names.
+    /// DNS names as stored and sent to the CA (A-labels for internationalized names).
     pub domains: Vec<String>,
+    /// The same names as people read them (`bücher.example` for `xn--bcher-kva.example`), in
+    /// the order of `domains`.
+    #[serde(default)]
+    pub domains_unicode: Vec<String>,
     /// Issuer name.
     pub issuer: String,
     /// Key kind (`ecdsa-p256`, ...).
@@ -30,8 +34,13 @@ pub struct CertificateView {
     pub challenge: String,
     /// `acme` or `manual`.
     pub source: String,
-    /// `pending`, `issuing`, `valid` or `failed`.
+    /// `pending`, `issuing`, `valid` or `failed`. A certificate whose current version no longer
+    /// matches its declaration (names, key kind, issuer) is `pending` until the new version
+    /// exists; `status_reason` says why.
     pub status: String,
+    /// Why the status is what it is, when that is not obvious (the declaration changed).
+    #[serde(default)]
+    pub status_reason: Option<String>,
     /// Whether certfleet renews it by itself.
     pub auto_renew: bool,
     /// Current version number.
@@ -56,11 +65,15 @@ impl CertificateView {
         Self {
             name: c.name.to_string(),
             domains: c.domains.iter().map(ToString::to_string).collect(),
+            domains_unicode: c.domains.iter().map(|d| d.to_unicode()).collect(),
             issuer: c.issuer.clone(),
             key: c.key_kind.to_string(),
             challenge: c.challenge.to_string(),
             source: c.source.as_str().into(),
-            status: c.status.as_str().into(),
+            status: shown_status(c).into(),
+            status_reason: c
+                .declaration_mismatch()
+                .map(|m| format!("the current version does not match the declaration ({m})")),
             auto_renew: c.auto_renewable(),
             version: c.current_version,
             not_after: c.not_after.map(rfc3339),
@@ -70,6 +83,15 @@ impl CertificateView {
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }
+    }
+}
+
+/// The status people see: `valid` becomes `pending` while the current version does not match
+/// the declaration.
+fn shown_status(c: &Certificate) -> &'static str {
+    match c.status {
+        CertificateStatus::Valid if c.declaration_mismatch().is_some() => "pending",
+        other => other.as_str(),
     }
 }
 

@@ -276,6 +276,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_declaration(
+        &self,
+        name: &str,
+        declaration: &NewCertificate,
+    ) -> Result<Certificate, StoreError> {
+        let (name, declaration) = (name.to_string(), declaration.clone());
+        self.call(move |c, _| certificates::update_declaration(c, &name, &declaration))
+            .await
+    }
+
     async fn set_order_url(&self, name: &str, url: Option<&str>) -> Result<(), StoreError> {
         let (name, url) = (name.to_string(), url.map(str::to_string));
         self.call(move |c, _| certificates::set_order_url(c, &name, url.as_deref()))

@@ -26,7 +26,8 @@ use certfleet_core::{
 };
 
 pub use certificates::{
-    certificate_lifecycle, delete_cascades, order_url_round_trip, status_transitions,
+    certificate_lifecycle, declaration_updates, delete_cascades, order_url_round_trip,
+    status_transitions,
 };
 pub use records::{accounts, challenges, events};
 pub use versions::versions_and_keys;
@@ -39,6 +40,7 @@ pub async fn run_all(store: &dyn Store) {
     certificate_lifecycle(store).await;
     status_transitions(store).await;
     order_url_round_trip(store).await;
+    declaration_updates(store).await;
     versions_and_keys(store).await;
     delete_cascades(store).await;
     accounts(store).await;
@@ -76,6 +78,8 @@ pub fn new_version(serial: &str, not_before: UnixTime) -> NewVersion {
             "-----BEGIN PRIVATE KEY-----\nkey-{serial}\n-----END PRIVATE KEY-----\n"
         )),
         order_url: Some(format!("https://ca.test/order/{serial}")),
+        domains: vec![DnsName::parse("www.example.test").expect("test domain")],
+        issuer: "default".to_string(),
     }
 }
 

@@ -152,6 +152,17 @@ impl Server {
         panic!("certfleet server did not come up:\n{}", self.log());
     }
 
+    /// Set an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.envs.retain(|(k, _)| k != key);
+        self.envs.push((key.to_string(), value.to_string()));
+    }
+
+    /// Forget the extra environment variables.
+    pub fn clear_envs(&mut self) {
+        self.envs.clear();
+    }
+
     /// Everything the server printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -64,10 +64,16 @@ async fn a_wrong_key_encryption_key_is_refused_and_nothing_is_lost() {
     std::fs::write(&kek_path, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
     let (code, stderr) = server.start_expecting_failure();
     assert_eq!(code, Some(1), "{stderr}");
+    let kek = kek_path.display();
+    let db = server.data_dir.join("certfleet.db");
     assert!(
-        stderr.contains("this key-encryption key is not the one the store was written with"),
+        stderr.contains(&format!(
+            "the key-encryption key in {kek} is not the one {} was written with.\nNothing was read or changed.",
+            db.display()
+        )),
         "{stderr}"
     );
+    assert!(stderr.contains("restore the kek file"), "{stderr}");
 
     std::fs::write(&kek_path, &good).unwrap();
     std::fs::set_permissions(&kek_path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -2,7 +2,8 @@
 
 use certfleet_core::time::{self, UnixTime};
 use certfleet_core::{
-    CertName, Certificate, CertificateStatus, DnsName, NewCertificate, Source, StoreError,
+    CertName, Certificate, CertificateStatus, DnsName, IssuedFor, NewCertificate, Source,
+    StoreError,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
@@ -14,7 +15,7 @@ const ID_BYTES: usize = 16;
 /// Columns of a [`Certificate`], with `not_after` from its current version.
 const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
         c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
-        c.next_due, c.order_url, c.created_at, c.updated_at
+        c.next_due, c.order_url, c.created_at, c.updated_at, v.domains, v.issuer, v.key_kind
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -61,7 +62,34 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         order_url: None,
         created_at: now,
         updated_at: now,
+        current: None,
     })
+}
+
+/// Replace the declared names, issuer, key kind and challenge of `name`.
+pub(super) fn update_declaration(
+    conn: &Connection,
+    name: &str,
+    new: &NewCertificate,
+) -> Result<Certificate, Fail> {
+    let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
+    let changed = conn.execute(
+        "UPDATE certificates SET domains = ?2, issuer = ?3, key_kind = ?4, challenge = ?5,
+            updated_at = ?6
+         WHERE name = ?1",
+        params![
+            name,
+            domains,
+            new.issuer,
+            new.key_kind.as_str(),
+            new.challenge.as_str(),
+            time::now()
+        ],
+    )?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    get(conn, name)?.ok_or_else(|| cert_not_found(name))
 }
 
 pub(super) fn get(conn: &Connection, name: &str) -> Result<Option<Certificate>, Fail> {
@@ -159,7 +187,23 @@ fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         order_url: row.get(13)?,
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
+        current: issued_for(row)?,
     })
+}
+
+/// What the current version was issued for (columns 16-18), if there is one.
+fn issued_for(row: &Row<'_>) -> Result<Option<IssuedFor>, Fail> {
+    let domains: Option<String> = row.get(16)?;
+    let issuer: Option<String> = row.get(17)?;
+    let key_kind: Option<String> = row.get(18)?;
+    let (Some(domains), Some(issuer), Some(key_kind)) = (domains, issuer, key_kind) else {
+        return Ok(None);
+    };
+    Ok(Some(IssuedFor {
+        domains: parse_domains(&domains)?,
+        issuer,
+        key_kind: parse(&key_kind, "versions.key_kind")?,
+    }))
 }
 
 fn parse_domains(json: &str) -> Result<Vec<DnsName>, Fail> {

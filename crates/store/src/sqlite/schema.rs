@@ -82,6 +82,13 @@ const MIGRATIONS: &[&str] = &[
         key    TEXT PRIMARY KEY,
         value  BLOB NOT NULL
     );",
+    // 3: what each version was issued for (names as JSON, issuer), so a changed declaration
+    // shows; versions stored before this come from the declaration, which could not change.
+    "ALTER TABLE versions ADD COLUMN domains TEXT;
+    ALTER TABLE versions ADD COLUMN issuer TEXT;
+    UPDATE versions SET
+        domains = (SELECT c.domains FROM certificates c WHERE c.id = versions.certificate_id),
+        issuer = (SELECT c.issuer FROM certificates c WHERE c.id = versions.certificate_id);",
 ];
 
 /// A database written by a newer certfleet than this one.

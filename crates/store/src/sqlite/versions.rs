@@ -34,10 +34,12 @@ pub(super) fn add(
         key_aad(&id, seq).as_bytes(),
     );
     let now = time::now();
+    let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
     tx.execute(
         "INSERT INTO versions (certificate_id, seq, serial, not_before, not_after, leaf_pem,
-            chain_pem, key_kind, sealed_key, issued_at, order_url, replaces, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL)",
+            chain_pem, key_kind, sealed_key, issued_at, order_url, replaces, revoked_at,
+            domains, issuer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, ?13, ?14)",
         params![
             id,
             seq,
@@ -51,6 +53,8 @@ pub(super) fn add(
             now,
             new.order_url,
             replaces,
+            domains,
+            new.issuer,
         ],
     )?;
     tx.execute(

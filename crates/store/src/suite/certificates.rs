@@ -192,3 +192,61 @@ pub async fn delete_cascades(store: &dyn Store) {
     assert_eq!((v.seq, v.replaces), (1, None), "numbering restarts");
     assert!(store.delete_certificate(name).await.unwrap());
 }
+
+/// A changed declaration replaces names, issuer, key kind and challenge, keeps the versions
+/// and the current one, and `current` keeps saying what that version was issued for.
+pub async fn declaration_updates(store: &dyn Store) {
+    let name = "suite-decl";
+    store
+        .create_certificate(&new_certificate(name, &["www.example.test"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.certificate(name).await.unwrap().unwrap().current,
+        None
+    );
+    let v1 = store
+        .add_version(name, new_version("d1", time::now()))
+        .await
+        .unwrap();
+    let before = store.certificate(name).await.unwrap().unwrap();
+    let issued_for = before.current.clone().expect("a current version");
+    assert_eq!(issued_for.domains, before.domains);
+    assert_eq!(issued_for.issuer, "default");
+    assert_eq!(issued_for.key_kind, KeyKind::EcdsaP256);
+    assert_eq!(before.declaration_mismatch(), None);
+
+    let mut changed = new_certificate(name, &["www.example.test", "api.example.test"]);
+    changed.key_kind = KeyKind::EcdsaP384;
+    changed.issuer = "staging".into();
+    changed.challenge = ChallengeKind::Dns01;
+    let after = store.update_declaration(name, &changed).await.unwrap();
+    assert_eq!(after.domains, changed.domains);
+    assert_eq!(
+        (after.key_kind, after.challenge, after.issuer.as_str()),
+        (KeyKind::EcdsaP384, ChallengeKind::Dns01, "staging")
+    );
+    assert_eq!(
+        after.current_version,
+        Some(v1.seq),
+        "the current version stays"
+    );
+    assert_eq!(
+        after.current,
+        Some(issued_for),
+        "what it was issued for stays"
+    );
+    let mismatch = after.declaration_mismatch().expect("a mismatch");
+    assert!(
+        mismatch.contains("names added: api.example.test"),
+        "{mismatch}"
+    );
+    assert_eq!(store.certificate(name).await.unwrap().unwrap(), after);
+    assert_eq!(store.versions(name).await.unwrap().len(), 1);
+    expect_not_found(
+        store
+            .update_declaration("suite-decl-missing", &changed)
+            .await,
+        "update_declaration of a missing certificate",
+    );
+}
