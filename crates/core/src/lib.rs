@@ -8,6 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod challenge;
+pub mod event;
+pub mod expiry;
 pub mod model;
 pub mod name;
 pub mod secret;
@@ -16,9 +18,11 @@ pub mod store;
 pub mod time;
 
 pub use challenge::{ChallengeKind, Http01Challenge, TokenError, validate_token};
+pub use event::{EventDetails, EventListener, EventQuery, NewEvent, Severity};
+pub use expiry::ExpiryWatch;
 pub use model::{
     AccountRecord, CertName, Certificate, CertificateStatus, Event, EventKind, IssuedFor, KeyKind,
-    NewCertificate, NewVersion, Source, Version,
+    MANUAL_ISSUER, NewCertificate, NewVersion, Source, Version,
 };
 pub use name::{DnsName, NameError};
 pub use secret::Secret;

@@ -131,6 +131,10 @@ impl FromStr for KeyKind {
     }
 }
 
+/// The issuer name recorded for certificates and versions that were imported rather than
+/// issued by a configured issuer.
+pub const MANUAL_ISSUER: &str = "manual";
+
 /// Where a certificate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -297,7 +301,9 @@ impl Certificate {
         if current.key_kind != self.key_kind {
             parts.push(format!("key {} → {}", current.key_kind, self.key_kind));
         }
-        if current.issuer != self.issuer {
+        // An imported version put under ACME management stays good until its renewal: the
+        // issuer it came from is not a difference to act on.
+        if current.issuer != self.issuer && current.issuer != MANUAL_ISSUER {
             parts.push(format!("issuer {} → {}", current.issuer, self.issuer));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
@@ -391,9 +397,40 @@ pub enum EventKind {
     Changed,
     /// An order in flight was cancelled (the certificate was removed).
     Cancelled,
+    /// A new version replaced a current one (`details`: version, serial, not_after).
+    Renewed,
+    /// An attempt to replace a current version failed (`details`: failure_streak and, once
+    /// the scheduler sets it, next_attempt); the current version is still served.
+    RenewalFailed,
+    /// The current version crossed an expiry threshold (`details`: threshold, not_after).
+    Expiring,
+    /// A version was imported (`certfleet cert import`, `import-certbot`).
+    Imported,
+    /// A version was revoked at the CA (RFC 8555 §7.6).
+    Revoked,
+    /// An ACME account was updated at the CA (contacts, key rollover; RFC 8555 §7.3).
+    AccountUpdated,
 }
 
 impl EventKind {
+    /// Every kind, in the order they were added.
+    pub const ALL: [EventKind; 14] = [
+        EventKind::Created,
+        EventKind::IssuanceStarted,
+        EventKind::Issued,
+        EventKind::Failed,
+        EventKind::Deleted,
+        EventKind::AccountCreated,
+        EventKind::Changed,
+        EventKind::Cancelled,
+        EventKind::Renewed,
+        EventKind::RenewalFailed,
+        EventKind::Expiring,
+        EventKind::Imported,
+        EventKind::Revoked,
+        EventKind::AccountUpdated,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -405,6 +442,12 @@ impl EventKind {
             EventKind::AccountCreated => "account_created",
             EventKind::Changed => "changed",
             EventKind::Cancelled => "cancelled",
+            EventKind::Renewed => "renewed",
+            EventKind::RenewalFailed => "renewal_failed",
+            EventKind::Expiring => "expiring",
+            EventKind::Imported => "imported",
+            EventKind::Revoked => "revoked",
+            EventKind::AccountUpdated => "account_updated",
         }
     }
 }
@@ -412,19 +455,13 @@ impl EventKind {
 impl FromStr for EventKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            EventKind::Created,
-            EventKind::IssuanceStarted,
-            EventKind::Issued,
-            EventKind::Failed,
-            EventKind::Deleted,
-            EventKind::AccountCreated,
-            EventKind::Changed,
-            EventKind::Cancelled,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| format!("unknown event kind {s:?}"))
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown event kind {s:?}; known kinds: {}", known.join(", "))
+            })
     }
 }
 
@@ -441,6 +478,10 @@ pub struct Event {
     pub kind: EventKind,
     /// Human-readable detail.
     pub message: String,
+    /// Structured detail (version, serial, streak, threshold, ...), for notifications and
+    /// scripts; empty for the kinds that carry none.
+    #[serde(default)]
+    pub details: crate::event::EventDetails,
 }
 
 #[cfg(test)]

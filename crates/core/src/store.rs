@@ -5,12 +5,16 @@
 //! this boundary in plaintext ([`Secret`]) and are sealed by the backend, which binds each
 //! ciphertext to its row so that ciphertexts cannot be swapped between rows.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::challenge::Http01Challenge;
+use crate::event::{EventListener, EventQuery, NewEvent};
+use crate::expiry::ExpiryWatch;
 use crate::model::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, NewCertificate, NewVersion,
-    Version,
+    Source, Version,
 };
 use crate::secret::Secret;
 use crate::time::UnixTime;
@@ -119,4 +123,37 @@ pub trait Store: Send + Sync + 'static {
     /// The newest `limit` events, newest first, optionally for one certificate.
     async fn events(&self, certificate: Option<&str>, limit: u32)
     -> Result<Vec<Event>, StoreError>;
+
+    /// Append an event with its structured details; returns it as stored (id, time). The
+    /// [`EventListener`] set with [`Store::set_event_listener`] is told about it, as it is
+    /// about events appended with [`Store::append_event`].
+    async fn record_event(&self, event: &NewEvent) -> Result<Event, StoreError>;
+
+    /// Events matching `query` (certificate, kinds, since), newest first, at most
+    /// `query.limit`.
+    async fn query_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+
+    /// Tell `listener` about every event recorded from now on, after it is stored (one
+    /// listener; a later call replaces it). Events recorded by other processes sharing the
+    /// store are not seen.
+    fn set_event_listener(&self, listener: Arc<dyn EventListener>);
+
+    /// The current version of every certificate that has one, with the expiry thresholds
+    /// already recorded for it (see [`crate::expiry`]).
+    async fn expiry_watch(&self) -> Result<Vec<ExpiryWatch>, StoreError>;
+
+    /// Record that version `seq` of `name` crossed `threshold`; `true` the first time, `false`
+    /// if it was recorded before (by this or another replica), so each threshold is reported
+    /// once per version. [`StoreError::NotFound`] without such a version.
+    async fn record_expiry_threshold(
+        &self,
+        name: &str,
+        seq: u32,
+        threshold: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Switch who renews `name`: its source (`manual` → `acme` for `cert manage`) and its
+    /// issuer, in one write; the versions are kept. [`StoreError::NotFound`] if there is none.
+    async fn set_source(&self, name: &str, source: Source, issuer: &str)
+    -> Result<(), StoreError>;
 }

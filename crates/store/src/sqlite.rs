@@ -11,6 +11,7 @@
 //! twin is a straight port.
 
 mod certificates;
+mod events;
 mod records;
 mod schema;
 mod versions;
@@ -21,14 +22,16 @@ use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use certfleet_core::time::UnixTime;
+use certfleet_core::expiry::ExpiryWatch;
 use certfleet_core::{
-    AccountRecord, Certificate, CertificateStatus, Event, EventKind, Http01Challenge,
-    NewCertificate, NewVersion, Secret, Store, StoreError, Version,
+    AccountRecord, Certificate, CertificateStatus, Event, EventKind, EventListener, EventQuery,
+    Http01Challenge, NewCertificate, NewEvent, NewVersion, Secret, Source, Store, StoreError,
+    Version,
 };
 use rusqlite::Connection;
 
@@ -51,6 +54,7 @@ struct Inner {
     conn: Mutex<Connection>,
     sealer: Sealer,
     label: String,
+    listener: RwLock<Option<Arc<dyn EventListener>>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -102,8 +106,22 @@ impl SqliteStore {
                 conn: Mutex::new(conn),
                 sealer,
                 label,
+                listener: RwLock::new(None),
             }),
         })
+    }
+
+    /// Tell the listener, if any, about a stored event (outside the connection's lock).
+    fn announce(&self, event: &Event) {
+        let listener = self
+            .inner
+            .listener
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(listener) = listener {
+            listener.event_recorded(event);
+        }
     }
 
     /// Run `f` with the connection on the blocking pool.
@@ -358,9 +376,13 @@ impl Store for SqliteStore {
         kind: EventKind,
         message: &str,
     ) -> Result<(), StoreError> {
-        let (certificate, message) = (certificate.map(str::to_string), message.to_string());
-        self.call(move |c, _| records::append_event(c, certificate.as_deref(), kind, &message))
-            .await
+        let new = NewEvent {
+            certificate: certificate.map(str::to_string),
+            kind,
+            message: message.to_string(),
+            details: Default::default(),
+        };
+        self.record_event(&new).await.map(|_| ())
     }
 
     async fn events(
@@ -370,6 +392,52 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Event>, StoreError> {
         let certificate = certificate.map(str::to_string);
         self.call(move |c, _| records::events(c, certificate.as_deref(), limit))
+            .await
+    }
+
+    async fn record_event(&self, event: &NewEvent) -> Result<Event, StoreError> {
+        let new = event.clone();
+        let stored = self.call(move |c, _| events::record(c, &new)).await?;
+        self.announce(&stored);
+        Ok(stored)
+    }
+
+    async fn query_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let query = query.clone();
+        self.call(move |c, _| events::query(c, &query)).await
+    }
+
+    fn set_event_listener(&self, listener: Arc<dyn EventListener>) {
+        *self
+            .inner
+            .listener
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(listener);
+    }
+
+    async fn expiry_watch(&self) -> Result<Vec<ExpiryWatch>, StoreError> {
+        self.call(|c, _| events::expiry_watch(c)).await
+    }
+
+    async fn record_expiry_threshold(
+        &self,
+        name: &str,
+        seq: u32,
+        threshold: &str,
+    ) -> Result<bool, StoreError> {
+        let (name, threshold) = (name.to_string(), threshold.to_string());
+        self.call(move |c, _| events::record_threshold(c, &name, seq, &threshold))
+            .await
+    }
+
+    async fn set_source(
+        &self,
+        name: &str,
+        source: Source,
+        issuer: &str,
+    ) -> Result<(), StoreError> {
+        let (name, issuer) = (name.to_string(), issuer.to_string());
+        self.call(move |c, _| certificates::set_source(c, &name, source, &issuer))
             .await
     }
 }

@@ -16,6 +16,7 @@
 //! [`run_all`] on an empty one.
 
 mod certificates;
+mod lifecycle;
 mod records;
 mod versions;
 
@@ -29,6 +30,7 @@ pub use certificates::{
     certificate_lifecycle, declaration_updates, delete_cascades, order_url_round_trip,
     status_transitions,
 };
+pub use lifecycle::{event_listener, event_queries, expiry_thresholds, source_switch};
 pub use records::{accounts, challenges, events};
 pub use versions::versions_and_keys;
 
@@ -46,6 +48,10 @@ pub async fn run_all(store: &dyn Store) {
     accounts(store).await;
     challenges(store).await;
     events(store).await;
+    event_queries(store).await;
+    event_listener(store).await;
+    expiry_thresholds(store).await;
+    source_switch(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.

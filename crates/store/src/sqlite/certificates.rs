@@ -138,6 +138,23 @@ pub(super) fn set_status(
     Ok(())
 }
 
+/// Set the source and issuer of `name` together.
+pub(super) fn set_source(
+    conn: &Connection,
+    name: &str,
+    source: Source,
+    issuer: &str,
+) -> Result<(), Fail> {
+    let changed = conn.execute(
+        "UPDATE certificates SET source = ?2, issuer = ?3, updated_at = ?4 WHERE name = ?1",
+        params![name, source.as_str(), issuer, time::now()],
+    )?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    Ok(())
+}
+
 pub(super) fn set_order_url(conn: &Connection, name: &str, url: Option<&str>) -> Result<(), Fail> {
     let changed = conn.execute(
         "UPDATE certificates SET order_url = ?2, updated_at = ?3 WHERE name = ?1",

@@ -1,13 +1,14 @@
 //! Queries on the smaller tables: `accounts` (credentials sealed), `http01_challenges`
-//! (RFC 8555 §8.3 responses any node can serve) and the append-only `events` log.
+//! (RFC 8555 §8.3 responses any node can serve) and reading the newest events (the log itself
+//! is in `events`).
 
-use certfleet_core::time::{self, UnixTime};
-use certfleet_core::{AccountRecord, Event, EventKind, Http01Challenge, StoreError};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use certfleet_core::time::UnixTime;
+use certfleet_core::{AccountRecord, Event, EventQuery, Http01Challenge, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::certificates::id_and_current;
 use super::versions::secret_from_utf8;
-use super::{Fail, parse};
+use super::Fail;
 use crate::seal::Sealer;
 
 /// Associated data binding sealed credentials to their account row.
@@ -135,52 +136,16 @@ pub(super) fn purge_challenges(conn: &Connection, now: UnixTime) -> Result<u64, 
     Ok(removed as u64)
 }
 
-pub(super) fn append_event(
-    conn: &Connection,
-    certificate: Option<&str>,
-    kind: EventKind,
-    message: &str,
-) -> Result<(), Fail> {
-    conn.execute(
-        "INSERT INTO events (at, certificate, kind, message) VALUES (?1, ?2, ?3, ?4)",
-        params![time::now(), certificate, kind.as_str(), message],
-    )?;
-    Ok(())
-}
-
 /// The newest `limit` events, newest first, optionally only those about `certificate`.
 pub(super) fn events(
     conn: &Connection,
     certificate: Option<&str>,
     limit: u32,
 ) -> Result<Vec<Event>, Fail> {
-    const COLUMNS: &str = "SELECT id, at, certificate, kind, message FROM events";
-    let mut stmt;
-    let mut rows = match certificate {
-        Some(name) => {
-            stmt = conn.prepare(&format!(
-                "{COLUMNS} WHERE certificate = ?1 ORDER BY id DESC LIMIT ?2"
-            ))?;
-            stmt.query(params![name, limit])?
-        }
-        None => {
-            stmt = conn.prepare(&format!("{COLUMNS} ORDER BY id DESC LIMIT ?1"))?;
-            stmt.query(params![limit])?
-        }
+    let query = EventQuery {
+        certificate: certificate.map(str::to_string),
+        limit,
+        ..EventQuery::default()
     };
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(event_from_row(row)?);
-    }
-    Ok(out)
-}
-
-fn event_from_row(row: &Row<'_>) -> Result<Event, Fail> {
-    Ok(Event {
-        id: row.get(0)?,
-        at: row.get(1)?,
-        certificate: row.get(2)?,
-        kind: parse::<EventKind>(&row.get::<_, String>(3)?, "events.kind")?,
-        message: row.get(4)?,
-    })
+    super::events::query(conn, &query)
 }

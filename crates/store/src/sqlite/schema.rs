@@ -89,6 +89,19 @@ const MIGRATIONS: &[&str] = &[
     UPDATE versions SET
         domains = (SELECT c.domains FROM certificates c WHERE c.id = versions.certificate_id),
         issuer = (SELECT c.issuer FROM certificates c WHERE c.id = versions.certificate_id);",
+    // 4: structured event details (JSON), reading events by time, and the expiry thresholds
+    // each version has crossed (recorded once per version, by whichever replica saw it first).
+    "ALTER TABLE events ADD COLUMN details TEXT;
+    CREATE INDEX events_at ON events (at);
+    CREATE TABLE expiry_alerts (
+        certificate_id   TEXT NOT NULL,
+        seq              INTEGER NOT NULL,
+        threshold        TEXT NOT NULL,
+        recorded_at      BIGINT NOT NULL,
+        PRIMARY KEY (certificate_id, seq, threshold),
+        FOREIGN KEY (certificate_id, seq) REFERENCES versions (certificate_id, seq)
+            ON DELETE CASCADE
+    );",
 ];
 
 /// A database written by a newer certfleet than this one.
