@@ -128,6 +128,15 @@ pub enum AcmeError {
     /// A configuration problem (bad root file, unsupported option).
     #[error("issuer configuration: {0}")]
     Config(String),
+    /// Certificate material a person imports was refused; `field` names the piece
+    /// (`cert_pem`, `key_pem`, `chain_pem`, `ca_pem`), `message` what is wrong with it.
+    #[error("{field}: {message}")]
+    Material {
+        /// The piece.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Transport failure in the middle of an order.
     #[error("talking to the CA failed: {0}")]
     Transport(String),

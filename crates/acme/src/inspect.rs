@@ -159,7 +159,8 @@ pub fn serial_hex(raw: &[u8]) -> String {
     raw[start..].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn to_pem(der: &[u8]) -> String {
+/// PEM of one DER certificate.
+pub fn to_pem(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
     for line in b64.as_bytes().chunks(64) {

@@ -122,6 +122,44 @@ remove it from the file and restart the server first, or it would be declared ag
         #[command(flatten)]
         conn: Connection,
     },
+    /// Import a certificate bought or made elsewhere (source `manual`, not renewed); importing
+    /// the same name again stores a new version.
+    #[command(after_help = "The private key must match the certificate; the chain may come in any order (it is stored leaf-first) and must verify to a root the server trusts: the system's roots, or the roots in --ca-file (a private CA). Nothing is stored when anything is refused.\n\nExample:\n  certfleet cert import shop --cert shop.crt --key shop.key --chain intermediates.pem")]
+    Import {
+        /// Certificate name: lowercase letters, digits, '-', '_', '.'.
+        name: String,
+        /// PEM file with the certificate (a full chain is accepted too).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// PEM file with its private key (PKCS#8, EC or RSA; not encrypted).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// PEM file with the intermediate certificates, in any order.
+        #[arg(long, value_name = "FILE")]
+        chain: Option<PathBuf>,
+        /// PEM file with roots to trust besides the server's system roots (a private CA).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Import it even though it has expired.
+        #[arg(long)]
+        allow_expired: bool,
+        /// Renew it over ACME with this configured issuer from now on (like `cert manage`).
+        #[arg(long)]
+        issuer: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Let certfleet renew an imported certificate over ACME with ISSUER from now on (the
+    /// imported version stays current until then; `cert renew` renews at once).
+    Manage {
+        /// Certificate name.
+        name: String,
+        /// A configured issuer (see `certfleet server --config`).
+        #[arg(long)]
+        issuer: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), CliError> {
@@ -222,6 +260,28 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
             }
             Ok(())
         }
+        CertCommand::Import {
+            name,
+            cert,
+            key,
+            chain,
+            ca_file,
+            allow_expired,
+            issuer,
+            conn,
+        } => {
+            let files = crate::manual::ImportFiles {
+                cert,
+                key,
+                chain,
+                ca_file,
+            };
+            let api = connect(conn)?;
+            crate::manual::import(&api, &name, &files, allow_expired, issuer, json).await
+        }
+        CertCommand::Manage { name, issuer, conn } => {
+            crate::manual::manage(&connect(conn)?, &name, issuer, json).await
+        }
         CertCommand::Export { name, dir, conn } => {
             let bundle: BundleView = connect(conn)?
                 .get(&format!("{}/bundle", cert_path(&name)))
@@ -298,7 +358,7 @@ fn domain_list(c: &CertificateView, sep: &str) -> String {
         .join(sep)
 }
 
-fn cert_path(name: &str) -> String {
+pub fn cert_path(name: &str) -> String {
     // Names are validated by the server; refuse path characters here so the URL stays ours.
     let safe: String = name
         .chars()

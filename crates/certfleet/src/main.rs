@@ -2,7 +2,9 @@
 
 mod cert;
 mod client;
+mod events;
 mod export;
+mod manual;
 mod server;
 mod table;
 
@@ -61,9 +63,12 @@ struct Cli {
 enum Command {
     /// Run the control plane: REST API, HTTP-01 responder and background issuance.
     Server(server::ServerArgs),
-    /// Manage certificates (add, ls, show, renew, rm, export).
+    /// Manage certificates (add, ls, show, renew, rm, export, import, manage).
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Show the event log: issued, renewed, renewal_failed, expiring, imported, ... (newest
+    /// last; --json: newest first, as the API returns it).
+    Events(events::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +96,10 @@ fn main() -> ExitCode {
             Command::Cert(cmd) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 cert::run(cmd, dir, json).await
+            }
+            Command::Events(args) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                events::run(args, &dir, json).await
             }
         }
     });
@@ -179,6 +188,16 @@ impl CliError {
             message,
             field: p.field,
         }
+    }
+
+    /// When the error is about `field`, name it `label` instead (`--key /tmp/k.pem`).
+    pub fn relabel(mut self, field: &str, label: &str) -> Self {
+        if self.field.as_deref() == Some(field) {
+            if let Some(rest) = self.message.strip_prefix(&format!("{field}: ")) {
+                self.message = format!("{label}: {rest}");
+            }
+        }
+        self
     }
 
     /// The exit code.

@@ -8,6 +8,8 @@
 //! | DELETE | `/api/v1/certificates/{name}`          | remove                       |
 //! | POST   | `/api/v1/certificates/{name}/renew`    | issue a new version now      |
 //! | GET    | `/api/v1/certificates/{name}/bundle`   | PEM files of the current one |
+//! | POST   | `/api/v1/certificates/{name}/import`   | import files ([`crate::manual`]) |
+//! | POST   | `/api/v1/certificates/{name}/manage`   | renew an import over ACME    |
 //! | GET    | `/api/v1/issuers`                      | issuers and their accounts   |
 //! | GET    | `/api/v1/events`                       | the event log                |
 
@@ -42,6 +44,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/certificates/{name}", get(show).delete(remove))
         .route("/api/v1/certificates/{name}/renew", post(renew))
         .route("/api/v1/certificates/{name}/bundle", get(bundle))
+        .route(
+            "/api/v1/certificates/{name}/import",
+            post(crate::manual::import),
+        )
+        .route(
+            "/api/v1/certificates/{name}/manage",
+            post(crate::manual::manage),
+        )
         .route("/api/v1/issuers", get(issuers))
         .route("/api/v1/events", get(events))
         .fallback(|| async { ApiError::not_found("no such API route") })
@@ -242,7 +252,10 @@ async fn renew(
     if !cert.auto_renewable() {
         return Err(ApiError::invalid(
             "name",
-            format!("certificate {name:?} was imported; certfleet cannot renew it"),
+            format!(
+                "certificate {name:?} was imported; certfleet cannot renew it until it is put \
+                 under ACME management: certfleet cert manage {name} --issuer ISSUER"
+            ),
         ));
     }
     if !app.issuance.start(&name).await? {
@@ -307,18 +320,38 @@ async fn issuers(State(app): State<Arc<App>>) -> Result<Json<Vec<IssuerView>>, A
 }
 
 #[derive(Debug, Deserialize)]
-struct EventQuery {
+struct EventParams {
     certificate: Option<String>,
     limit: Option<u32>,
+    /// Comma-separated kinds.
+    kind: Option<String>,
+    /// RFC 3339 or Unix seconds.
+    since: Option<String>,
 }
 
 async fn events(
     State(app): State<Arc<App>>,
-    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100).min(MAX_EVENTS);
-    Ok(Json(
-        app.store.events(q.certificate.as_deref(), limit).await?,
-    ))
+    let kinds = q
+        .kind
+        .iter()
+        .flat_map(|k| k.split(','))
+        .filter(|k| !k.is_empty())
+        .map(|k| k.parse::<EventKind>().map_err(|e| ApiError::invalid("kind", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let since = q
+        .since
+        .as_deref()
+        .map(crate::views::parse_time)
+        .transpose()
+        .map_err(|e| ApiError::invalid("since", e))?;
+    let query = certfleet_core::EventQuery {
+        certificate: q.certificate,
+        kinds,
+        since,
+        limit: q.limit.unwrap_or(100).min(MAX_EVENTS),
+    };
+    Ok(Json(app.store.query_events(&query).await?))
 }

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use certfleet_acme::{AcmeIssuer, OrderObserver};
 use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventKind, NewVersion, Solver, Store, StoreError,
+    CertificateStatus, ChallengeKind, EventDetails, EventKind, NewEvent, NewVersion, Solver,
+    Store, StoreError,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -170,10 +171,7 @@ impl Issuance {
                     .store
                     .set_status(name, CertificateStatus::Failed, Some(&message))
                     .await;
-                let _ = self
-                    .store
-                    .append_event(Some(name), EventKind::Failed, &message)
-                    .await;
+                let _ = self.store.record_event(&failure_event(self.store.as_ref(), name, &message).await).await;
             }
         }
     }
@@ -233,11 +231,43 @@ impl Issuance {
             rfc3339(stored.not_after)
         );
         tracing::info!(certificate = name, "{message}");
+        // A version that replaces one is a renewal (the scheduler's and `cert renew`'s work).
+        let kind = match stored.replaces {
+            Some(_) => EventKind::Renewed,
+            None => EventKind::Issued,
+        };
+        let details = EventDetails {
+            version: Some(stored.seq),
+            serial: Some(stored.serial.clone()),
+            not_after: Some(stored.not_after),
+            issuer: Some(cert.issuer.clone()),
+            ..EventDetails::default()
+        };
         self.store
-            .append_event(Some(name), EventKind::Issued, &message)
+            .record_event(&NewEvent::about(name, kind, message).with(details))
             .await?;
         Ok(())
     }
+}
+
+/// `renewal_failed` when a current version exists (it is still served), else `failed`; with
+/// the failure streak and the next attempt the scheduler planned, if any.
+async fn failure_event(store: &dyn Store, name: &str, message: &str) -> NewEvent {
+    let cert = store.certificate(name).await.ok().flatten();
+    let renewal = cert.as_ref().is_some_and(|c| c.current_version.is_some());
+    let kind = if renewal {
+        EventKind::RenewalFailed
+    } else {
+        EventKind::Failed
+    };
+    let details = EventDetails {
+        version: cert.as_ref().and_then(|c| c.current_version),
+        not_after: cert.as_ref().and_then(|c| c.not_after),
+        failure_streak: cert.as_ref().map(|c| c.failure_streak),
+        next_attempt: cert.as_ref().and_then(|c| c.next_due),
+        ..EventDetails::default()
+    };
+    NewEvent::about(name, kind, message).with(details)
 }
 
 enum IssueFailure {

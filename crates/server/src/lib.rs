@@ -9,6 +9,7 @@ pub mod config;
 pub mod datadir;
 pub mod fsutil;
 pub mod issuance;
+pub mod manual;
 pub mod problem;
 pub mod validate;
 pub mod views;

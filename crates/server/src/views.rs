@@ -15,6 +15,18 @@ pub fn rfc3339(t: UnixTime) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
+/// A time given as RFC 3339 (`2026-11-29T10:00:00Z`) or as Unix seconds.
+pub fn parse_time(text: &str) -> Result<UnixTime, String> {
+    if let Ok(unix) = text.parse::<i64>() {
+        return Ok(unix);
+    }
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| {
+            format!("{text:?} is not an RFC 3339 time (2026-11-29T10:00:00Z) or Unix seconds: {e}")
+        })
+}
+
 /// One certificate, as listed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CertificateView {
@@ -222,4 +234,45 @@ pub struct AddCertificate {
     /// Challenge type (default `http-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
+}
+
+/// The body of `POST /api/v1/certificates/{name}/import`: PEM text of the files a person
+/// brings. The private key never appears in `Debug` output.
+#[derive(Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ImportCertificate {
+    /// The certificate (a full chain is accepted too).
+    pub cert_pem: String,
+    /// Its private key: PKCS#8, SEC1 or PKCS#1 PEM.
+    pub key_pem: String,
+    /// Intermediates, in any order.
+    #[serde(default)]
+    pub chain_pem: String,
+    /// Roots to trust besides the server's system roots.
+    #[serde(default)]
+    pub ca_pem: String,
+    /// Accept an expired certificate.
+    #[serde(default)]
+    pub allow_expired: bool,
+    /// Put it under ACME management by this issuer at once (certbot imports); without it the
+    /// certificate is `manual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+impl std::fmt::Debug for ImportCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportCertificate")
+            .field("allow_expired", &self.allow_expired)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of `POST /api/v1/certificates/{name}/manage`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ManageCertificate {
+    /// The configured issuer that renews it from now on.
+    pub issuer: String,
 }

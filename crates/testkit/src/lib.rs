@@ -19,10 +19,12 @@
 #![warn(missing_docs)]
 
 pub mod pebble;
+pub mod pki;
 pub mod ports;
 pub mod process;
 
 pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
+pub use pki::{TestLeaf, TestPki, Validity};
 pub use ports::{free_port, free_ports};
 pub use process::{Guard, child_command, require_program};
 

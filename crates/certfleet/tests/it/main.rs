@@ -3,6 +3,7 @@
 mod bad_input;
 mod field_reports;
 mod harness;
+mod imports;
 mod issuance;
 mod issuers;
 mod lifecycle;
