@@ -132,6 +132,18 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
             .collect(),
         config_file: settings.config_file.clone(),
     });
+    let expiry_wake = Arc::new(tokio::sync::Notify::new());
+    let routes = certfleet_notify::build(&settings.notifiers).map_err(|errors| {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ServerError::Startup(format!("notifiers: {}", text.join("; ")))
+    })?;
+    if !routes.is_empty() {
+        tracing::info!(count = routes.len(), "notifiers configured");
+    }
+    store.set_event_listener(Arc::new(crate::alerts::EventFanout::new(
+        certfleet_notify::Dispatcher::start(routes),
+        expiry_wake.clone(),
+    )));
     let api_listener = bind(settings.listen, "REST API (--listen)").await?;
     let http01_listener = bind(
         settings.http01_listen,
@@ -160,6 +172,11 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
             stopped.clone(),
         ),
         tokio::spawn(purge_challenges(store.clone(), stopped.clone())),
+        tokio::spawn(crate::expiry::run(
+            store.clone(),
+            expiry_wake,
+            stopped.clone(),
+        )),
     ];
     data.write_server_info(&ServerInfo {
         api: format!("http://{api_addr}"),

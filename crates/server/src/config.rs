@@ -118,6 +118,9 @@ pub struct FileConfig {
     /// `[[certificates]]`
     #[serde(default)]
     pub certificates: Vec<CertificateSection>,
+    /// `[[notifiers]]` (webhook, smtp), see `certfleet_notify::config`.
+    #[serde(default)]
+    pub notifiers: Vec<certfleet_notify::NotifierSection>,
 }
 
 /// `[server]`
@@ -264,6 +267,8 @@ pub struct Settings {
     pub certificates: Vec<CertificateSettings>,
     /// The config file these settings came from, if any (set by the caller that read it).
     pub config_file: Option<PathBuf>,
+    /// Notifiers, validated (built at start).
+    pub notifiers: Vec<certfleet_notify::NotifierSection>,
 }
 
 /// Read and parse a config file.
@@ -355,6 +360,15 @@ impl FileConfig {
             })
             .collect();
         errors.check(check_unique_names(&self.certificates));
+        if let Err(found) = certfleet_notify::config::validate(&self.notifiers) {
+            for e in found {
+                errors.check::<()>(Err(match e {
+                    certfleet_notify::NotifyError::Config { field, message } => err(field, message),
+                    other => err("notifiers", other.to_string()),
+                }));
+            }
+        }
+        let notifiers = self.notifiers;
         let data_dir = flags
             .data_dir
             .clone()
@@ -369,6 +383,7 @@ impl FileConfig {
             token_ttl_secs,
             certificates,
             config_file: None,
+            notifiers,
         })
     }
 }

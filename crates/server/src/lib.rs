@@ -1,12 +1,16 @@
 //! certfleet's control plane: configuration ([`config`]), the data directory of the embedded
 //! default ([`datadir`]), shared input checks ([`validate`]), background issuance ([`issuance`]), the REST API ([`api`]) with its
-//! JSON shapes ([`views`]) and errors ([`problem`]), and start-up ([`app`]).
+//! JSON shapes ([`views`]) and errors ([`problem`]), manual certificates ([`manual`]), the
+//! expiry watcher ([`expiry`]) and the event fan-out to notifiers ([`alerts`]), and start-up
+//! ([`app`]).
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod datadir;
+pub mod expiry;
 pub mod fsutil;
 pub mod issuance;
 pub mod manual;
