@@ -22,11 +22,15 @@ pub mod pebble;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod smtp;
+pub mod webhook;
 
 pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
 pub use pki::{TestLeaf, TestPki, Validity};
 pub use ports::{free_port, free_ports};
 pub use process::{Guard, child_command, require_program};
+pub use smtp::{SmtpSink, SmtpSinkOptions};
+pub use webhook::{Answer, Received, WebhookReceiver};
 
 /// Where `scripts/testbed` keeps what it unpacks or installs outside the system (newer Pebble
 /// releases, the SMTP sink's virtualenv): `$CERTFLEET_TESTBED_CACHE`, else

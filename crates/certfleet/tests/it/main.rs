@@ -7,3 +7,4 @@ mod imports;
 mod issuance;
 mod issuers;
 mod lifecycle;
+mod notifications;
