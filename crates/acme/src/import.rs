@@ -218,7 +218,9 @@ fn read_key(pem: &str) -> Result<Key, AcmeError> {
     };
     Err(refuse(
         KEY,
-        format!("holds no private key (expected a -----BEGIN PRIVATE KEY----- block; found {found})"),
+        format!(
+            "holds no private key (expected a -----BEGIN PRIVATE KEY----- block; found {found})"
+        ),
     ))
 }
 

@@ -124,7 +124,9 @@ remove it from the file and restart the server first, or it would be declared ag
     },
     /// Import a certificate bought or made elsewhere (source `manual`, not renewed); importing
     /// the same name again stores a new version.
-    #[command(after_help = "The private key must match the certificate; the chain may come in any order (it is stored leaf-first) and must verify to a root the server trusts: the system's roots, or the roots in --ca-file (a private CA). Nothing is stored when anything is refused.\n\nExample:\n  certfleet cert import shop --cert shop.crt --key shop.key --chain intermediates.pem")]
+    #[command(
+        after_help = "The private key must match the certificate; the chain may come in any order (it is stored leaf-first) and must verify to a root the server trusts: the system's roots, or the roots in --ca-file (a private CA). Nothing is stored when anything is refused.\n\nExample:\n  certfleet cert import shop --cert shop.crt --key shop.key --chain intermediates.pem"
+    )]
     Import {
         /// Certificate name: lowercase letters, digits, '-', '_', '.'.
         name: String,

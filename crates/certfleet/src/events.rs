@@ -9,13 +9,21 @@ use crate::client::Api;
 use crate::{CliError, print_json};
 
 /// Seconds per unit of a `--since` duration.
-const UNITS: [(char, i64); 5] = [('s', 1), ('m', 60), ('h', 3600), ('d', 86_400), ('w', 604_800)];
+const UNITS: [(char, i64); 5] = [
+    ('s', 1),
+    ('m', 60),
+    ('h', 3600),
+    ('d', 86_400),
+    ('w', 604_800),
+];
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  certfleet events --since 2h\n  certfleet events --cert www \
+#[command(
+    after_help = "Examples:\n  certfleet events --since 2h\n  certfleet events --cert www \
 --kind renewed --kind renewal_failed --since 2026-11-01T00:00:00Z\n\nKinds: created, \
 issuance_started, issued, renewed, failed, renewal_failed, expiring, imported, revoked, \
-changed, cancelled, deleted, account_created, account_updated.")]
+changed, cancelled, deleted, account_created, account_updated."
+)]
 pub struct EventsArgs {
     /// Only events about this certificate.
     #[arg(long, value_name = "NAME")]
@@ -37,7 +45,10 @@ pub struct EventsArgs {
 pub async fn run(args: EventsArgs, data_dir: &std::path::Path, json: bool) -> Result<(), CliError> {
     let mut query = vec![format!("limit={}", args.limit)];
     if let Some(name) = &args.cert {
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(usage(format!("--cert {name:?} is not a certificate name")));
         }
         query.push(format!("certificate={name}"));
@@ -55,7 +66,9 @@ pub async fn run(args: EventsArgs, data_dir: &std::path::Path, json: bool) -> Re
         query.push(format!("since={at}"));
     }
     let api = Api::connect(args.conn.into(), data_dir)?;
-    let events: Vec<Event> = api.get(&format!("/api/v1/events?{}", query.join("&"))).await?;
+    let events: Vec<Event> = api
+        .get(&format!("/api/v1/events?{}", query.join("&")))
+        .await?;
     if json {
         return print_json(&events);
     }
@@ -132,7 +145,10 @@ mod tests {
     fn since_takes_durations_and_times() {
         assert_eq!(parse_since("2h", 10_000).unwrap(), 10_000 - 7200);
         assert_eq!(parse_since("1h30m", 10_000).unwrap(), 10_000 - 5400);
-        assert_eq!(parse_since("7d", 1_000_000).unwrap(), 1_000_000 - 7 * 86_400);
+        assert_eq!(
+            parse_since("7d", 1_000_000).unwrap(),
+            1_000_000 - 7 * 86_400
+        );
         assert_eq!(
             parse_since("2026-11-29T10:00:00Z", 0).unwrap(),
             1_795_946_400

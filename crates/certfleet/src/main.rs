@@ -1,6 +1,7 @@
 //! `certfleet`: the control plane (`certfleet server`) and the CLI that talks to it.
 
 mod cert;
+mod certbot;
 mod client;
 mod events;
 mod export;
@@ -69,6 +70,8 @@ enum Command {
     /// Show the event log: issued, renewed, renewal_failed, expiring, imported, ... (newest
     /// last; --json: newest first, as the API returns it).
     Events(events::EventsArgs),
+    /// Import an existing certbot installation's lineages (names, key, current files).
+    ImportCertbot(certbot::ImportCertbotArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +103,10 @@ fn main() -> ExitCode {
             Command::Events(args) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 events::run(args, &dir, json).await
+            }
+            Command::ImportCertbot(args) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                certbot::run(args, &dir, json).await
             }
         }
     });

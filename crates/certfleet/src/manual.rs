@@ -21,7 +21,11 @@ pub struct ImportFiles {
 
 impl ImportFiles {
     /// Read every file into an import request (nothing is sent when one cannot be read).
-    pub fn read(&self, allow_expired: bool, issuer: Option<String>) -> Result<ImportCertificate, CliError> {
+    pub fn read(
+        &self,
+        allow_expired: bool,
+        issuer: Option<String>,
+    ) -> Result<ImportCertificate, CliError> {
         let optional = |p: &Option<PathBuf>, flag: &str| match p {
             Some(p) => read_pem(flag, p),
             None => Ok(String::new()),
@@ -92,7 +96,9 @@ pub async fn import(
     let renew = if view.auto_renew {
         format!("renewed over ACME by issuer {}", view.issuer)
     } else {
-        format!("manual: not renewed by certfleet (certfleet cert manage {name} --issuer ISSUER changes that)")
+        format!(
+            "manual: not renewed by certfleet (certfleet cert manage {name} --issuer ISSUER changes that)"
+        )
     };
     eprintln!(
         "{name}: imported version {} for {}, valid until {} ({} days left); {renew}",
@@ -107,9 +113,7 @@ pub async fn import(
 /// `cert manage`.
 pub async fn manage(api: &Api, name: &str, issuer: String, json: bool) -> Result<(), CliError> {
     let path = format!("{}/manage", crate::cert::cert_path(name));
-    let view: CertificateView = api
-        .post(&path, Some(&ManageCertificate { issuer }))
-        .await?;
+    let view: CertificateView = api.post(&path, Some(&ManageCertificate { issuer })).await?;
     if json {
         return print_json(&view);
     }

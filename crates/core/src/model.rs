@@ -460,7 +460,10 @@ impl FromStr for EventKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 let known: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown event kind {s:?}; known kinds: {}", known.join(", "))
+                format!(
+                    "unknown event kind {s:?}; known kinds: {}",
+                    known.join(", ")
+                )
             })
     }
 }

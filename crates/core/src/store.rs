@@ -154,6 +154,5 @@ pub trait Store: Send + Sync + 'static {
 
     /// Switch who renews `name`: its source (`manual` → `acme` for `cert manage`) and its
     /// issuer, in one write; the versions are kept. [`StoreError::NotFound`] if there is none.
-    async fn set_source(&self, name: &str, source: Source, issuer: &str)
-    -> Result<(), StoreError>;
+    async fn set_source(&self, name: &str, source: Source, issuer: &str) -> Result<(), StoreError>;
 }

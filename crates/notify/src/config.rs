@@ -286,12 +286,11 @@ fn smtp(field: &str, name: &str, s: &SmtpSection, errors: &mut Errors) -> Option
     if s.to.is_empty() {
         errors.push(format!("{field}.to"), "at least one recipient is required");
     }
-    let to: Vec<Mailbox> = s
-        .to
-        .iter()
-        .enumerate()
-        .filter_map(|(j, t)| mailbox(&format!("{field}.to[{j}]"), t, errors))
-        .collect();
+    let to: Vec<Mailbox> =
+        s.to.iter()
+            .enumerate()
+            .filter_map(|(j, t)| mailbox(&format!("{field}.to[{j}]"), t, errors))
+            .collect();
     if s.digest_secs > MAX_DIGEST_SECS {
         errors.push(
             format!("{field}.digest_secs"),
@@ -449,7 +448,10 @@ mod tests {
         assert_eq!(routes[0].filter.min_severity, Some(Severity::Warning));
         assert_eq!(routes[1].digest, Some(Duration::from_secs(60)));
         let debug = format!("{:?}", file.notifiers);
-        assert!(!debug.contains("secret") && !debug.contains("\"p\""), "{debug}");
+        assert!(
+            !debug.contains("secret") && !debug.contains("\"p\""),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -490,7 +492,9 @@ mod tests {
             .map(|e| e.to_string())
             .collect();
         assert!(!all.contains("very-secret-token"), "{all}");
-        let unknown = toml::from_str::<File>("[[notifiers]]\ntype = \"webhook\"\nurl = \"http://x\"\nretries = 3\n");
+        let unknown = toml::from_str::<File>(
+            "[[notifiers]]\ntype = \"webhook\"\nurl = \"http://x\"\nretries = 3\n",
+        );
         assert!(unknown.is_err(), "unknown fields are refused");
     }
 }

@@ -240,7 +240,15 @@ mod tests {
         ]);
         dispatcher.submit(&event(1, EventKind::Issued));
         dispatcher.submit(&event(2, EventKind::Renewed));
-        assert_eq!(until_delivered(&flaky, 1).await, [vec![2]], "after two retries");
-        assert_eq!(until_delivered(&digest, 1).await, [vec![1, 2]], "one digest");
+        assert_eq!(
+            until_delivered(&flaky, 1).await,
+            [vec![2]],
+            "after two retries"
+        );
+        assert_eq!(
+            until_delivered(&digest, 1).await,
+            [vec![1, 2]],
+            "one digest"
+        );
     }
 }

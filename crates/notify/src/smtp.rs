@@ -146,13 +146,11 @@ impl SmtpNotifier {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        builder
-            .body(body(batch))
-            .map_err(|e| NotifyError::Refused {
-                notifier: self.name.clone(),
-                reason: format!("building the mail: {e}"),
-                retryable: false,
-            })
+        builder.body(body(batch)).map_err(|e| NotifyError::Refused {
+            notifier: self.name.clone(),
+            reason: format!("building the mail: {e}"),
+            retryable: false,
+        })
     }
 }
 

@@ -339,7 +339,10 @@ async fn events(
         .iter()
         .flat_map(|k| k.split(','))
         .filter(|k| !k.is_empty())
-        .map(|k| k.parse::<EventKind>().map_err(|e| ApiError::invalid("kind", e)))
+        .map(|k| {
+            k.parse::<EventKind>()
+                .map_err(|e| ApiError::invalid("kind", e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let since = q
         .since

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use certfleet_acme::{AcmeIssuer, OrderObserver};
 use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventDetails, EventKind, NewEvent, NewVersion, Solver,
-    Store, StoreError,
+    CertificateStatus, ChallengeKind, EventDetails, EventKind, NewEvent, NewVersion, Solver, Store,
+    StoreError,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -171,7 +171,10 @@ impl Issuance {
                     .store
                     .set_status(name, CertificateStatus::Failed, Some(&message))
                     .await;
-                let _ = self.store.record_event(&failure_event(self.store.as_ref(), name, &message).await).await;
+                let _ = self
+                    .store
+                    .record_event(&failure_event(self.store.as_ref(), name, &message).await)
+                    .await;
             }
         }
     }

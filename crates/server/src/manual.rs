@@ -54,9 +54,7 @@ pub async fn import(
     let existing = app.store.certificate(name.as_str()).await?;
     let created = match &existing {
         None => true,
-        Some(c) if c.source == Source::Manual && !app.issuance.is_in_flight(name.as_str()) => {
-            false
-        }
+        Some(c) if c.source == Source::Manual && !app.issuance.is_in_flight(name.as_str()) => false,
         Some(c) => {
             return Err(ApiError::conflict(
                 "name",
@@ -181,11 +179,10 @@ pub async fn manage(
 ) -> Result<Json<CertificateView>, ApiError> {
     let name = CertName::parse(&name).map_err(|e| ApiError::invalid("name", e.to_string()))?;
     let Json(body) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
-    let cert = app
-        .store
-        .certificate(name.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("certificate {:?} not found", name.as_str())))?;
+    let cert =
+        app.store.certificate(name.as_str()).await?.ok_or_else(|| {
+            ApiError::not_found(format!("certificate {:?} not found", name.as_str()))
+        })?;
     if cert.source == Source::Acme {
         return Err(ApiError::conflict(
             "name",

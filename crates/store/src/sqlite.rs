@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use certfleet_core::time::UnixTime;
 use certfleet_core::expiry::ExpiryWatch;
+use certfleet_core::time::UnixTime;
 use certfleet_core::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, EventListener, EventQuery,
     Http01Challenge, NewCertificate, NewEvent, NewVersion, Secret, Source, Store, StoreError,
@@ -430,12 +430,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_source(
-        &self,
-        name: &str,
-        source: Source,
-        issuer: &str,
-    ) -> Result<(), StoreError> {
+    async fn set_source(&self, name: &str, source: Source, issuer: &str) -> Result<(), StoreError> {
         let (name, issuer) = (name.to_string(), issuer.to_string());
         self.call(move |c, _| certificates::set_source(c, &name, source, &issuer))
             .await

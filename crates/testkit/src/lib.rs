@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod certbot;
 pub mod pebble;
 pub mod pki;
 pub mod ports;
@@ -25,6 +26,7 @@ pub mod process;
 pub mod smtp;
 pub mod webhook;
 
+pub use certbot::certbot_certonly;
 pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
 pub use pki::{TestLeaf, TestPki, Validity};
 pub use ports::{free_port, free_ports};

@@ -189,8 +189,8 @@ fn write_tls_files(dir: &Path) {
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key"))
         .expect("CA");
     let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("params");
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).expect("params");
     params
         .distinguished_name
         .push(DnType::CommonName, "127.0.0.1");

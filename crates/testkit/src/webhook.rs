@@ -111,7 +111,11 @@ impl WebhookReceiver {
 
     /// Wait (bounded: 30 s in 50 ms steps) until `pred` holds for the requests so far; panics
     /// with what arrived otherwise.
-    pub async fn wait_until(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         for _ in 0..600 {
             let got = self.received();
             if pred(&got) {
@@ -154,11 +158,15 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    shared.received.lock().expect("receiver lock").push(Received {
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    shared
+        .received
+        .lock()
+        .expect("receiver lock")
+        .push(Received {
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
     match answer {
         Answer::Hang => std::future::pending().await,
         Answer::Status(code) => {

@@ -62,36 +62,86 @@ async fn imports_refuse_bad_material_by_file_and_store_nothing() {
     let missing = d.join("missing.pem");
     let cases: Vec<(Vec<&str>, String)> = vec![
         (
-            vec!["--cert", s(&garbage), "--key", s(&key), "--ca-file", s(&root)],
+            vec![
+                "--cert",
+                s(&garbage),
+                "--key",
+                s(&key),
+                "--ca-file",
+                s(&root),
+            ],
             format!("--cert {}: holds no PEM certificate", s(&garbage)),
         ),
         (
-            vec!["--cert", s(&cert), "--key", s(&garbage), "--ca-file", s(&root)],
+            vec![
+                "--cert",
+                s(&cert),
+                "--key",
+                s(&garbage),
+                "--ca-file",
+                s(&root),
+            ],
             format!("--key {}: holds no private key", s(&garbage)),
         ),
         (
-            vec!["--cert", s(&cert), "--key", s(&other_key), "--chain", s(&chain), "--ca-file", s(&root)],
+            vec![
+                "--cert",
+                s(&cert),
+                "--key",
+                s(&other_key),
+                "--chain",
+                s(&chain),
+                "--ca-file",
+                s(&root),
+            ],
             format!(
                 "--key {}: the private key does not match the certificate (CN=shop.example.test)",
                 s(&other_key)
             ),
         ),
         (
-            vec!["--cert", s(&expired_cert), "--key", s(&expired_key), "--chain", s(&chain), "--ca-file", s(&root)],
+            vec![
+                "--cert",
+                s(&expired_cert),
+                "--key",
+                s(&expired_key),
+                "--chain",
+                s(&chain),
+                "--ca-file",
+                s(&root),
+            ],
             format!(
                 "--cert {}: the certificate (CN=old.example.test) expired at",
                 s(&expired_cert)
             ),
         ),
         (
-            vec!["--cert", s(&cert), "--key", s(&key), "--chain", s(&chain), "--ca-file", s(&other_root)],
+            vec![
+                "--cert",
+                s(&cert),
+                "--key",
+                s(&key),
+                "--chain",
+                s(&chain),
+                "--ca-file",
+                s(&other_root),
+            ],
             format!(
                 "--chain {}: the chain does not verify: no trusted root issued CN=Import Test Intermediate",
                 s(&chain)
             ),
         ),
         (
-            vec!["--cert", s(&cert), "--key", s(&key), "--chain", s(&stray), "--ca-file", s(&root)],
+            vec![
+                "--cert",
+                s(&cert),
+                "--key",
+                s(&key),
+                "--chain",
+                s(&stray),
+                "--ca-file",
+                s(&root),
+            ],
             format!(
                 "--chain {}: the certificate CN=Other Intermediate does not chain to the leaf CN=shop.example.test",
                 s(&stray)
@@ -111,7 +161,10 @@ async fn imports_refuse_bad_material_by_file_and_store_nothing() {
     ];
     for (args, want) in &cases {
         let err = refused(&server, "shop", args);
-        assert!(err.contains(want.as_str()), "{args:?}\nwant: {want}\ngot: {err}");
+        assert!(
+            err.contains(want.as_str()),
+            "{args:?}\nwant: {want}\ngot: {err}"
+        );
     }
     let err = refused(&server, "shop", &cases[2].0);
     assert!(
@@ -123,8 +176,19 @@ async fn imports_refuse_bad_material_by_file_and_store_nothing() {
 
     // Expired, but asked for.
     let out = server.cli_ok(&[
-        "cert", "import", "old", "--cert", s(&expired_cert), "--key", s(&expired_key),
-        "--chain", s(&chain), "--ca-file", s(&root), "--allow-expired", "--json",
+        "cert",
+        "import",
+        "old",
+        "--cert",
+        s(&expired_cert),
+        "--key",
+        s(&expired_key),
+        "--chain",
+        s(&chain),
+        "--ca-file",
+        s(&root),
+        "--allow-expired",
+        "--json",
     ]);
     let view: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(view["source"], "manual");
@@ -141,12 +205,25 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
     let cert = write(
         d,
         "backwards.pem",
-        &format!("{}{}{}", pki.root_pem(), pki.intermediate_pem(), leaf.cert_pem),
+        &format!(
+            "{}{}{}",
+            pki.root_pem(),
+            pki.intermediate_pem(),
+            leaf.cert_pem
+        ),
     );
     let key = write(d, "www.key", &leaf.key_pem);
     let root = write(d, "root.pem", &pki.root_pem());
     let out = server.cli(&[
-        "cert", "import", "www", "--cert", s(&cert), "--key", s(&key), "--ca-file", s(&root),
+        "cert",
+        "import",
+        "www",
+        "--cert",
+        s(&cert),
+        "--key",
+        s(&key),
+        "--ca-file",
+        s(&root),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -174,13 +251,21 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
         .collect();
     assert_eq!(
         subjects,
-        ["CN=www.example.test", "CN=Import Test Intermediate", "CN=Import Test Root"],
+        [
+            "CN=www.example.test",
+            "CN=Import Test Intermediate",
+            "CN=Import Test Root"
+        ],
         "leaf first, whatever order it came in"
     );
     let (status, bundle) = server.api_request("GET", "/api/v1/certificates/www/bundle", None);
     assert_eq!(status, 200);
     let bundle: serde_json::Value = serde_json::from_str(&bundle).unwrap();
-    assert_eq!(bundle["key_pem"], leaf.key_pem.as_str(), "the key comes back intact");
+    assert_eq!(
+        bundle["key_pem"],
+        leaf.key_pem.as_str(),
+        "the key comes back intact"
+    );
     let db = std::fs::read(server.data_dir.join("certfleet.db")).unwrap();
     let body = leaf.key_pem.lines().nth(1).unwrap();
     assert!(
@@ -190,7 +275,11 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
 
     let out = server.cli(&["cert", "renew", "www"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("certfleet cert manage www --issuer ISSUER"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("certfleet cert manage www --issuer ISSUER"),
+        "{}",
+        stderr(&out)
+    );
 
     // A newer import of the same name is a new version.
     let newer = pki.leaf(&["www.example.test"], Validity::Current);
@@ -198,8 +287,17 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
     let key2 = write(d, "www2.key", &newer.key_pem);
     let chain = write(d, "chain.pem", &pki.intermediate_pem());
     server.cli_ok(&[
-        "cert", "import", "www", "--cert", s(&cert2), "--key", s(&key2), "--chain", s(&chain),
-        "--ca-file", s(&root),
+        "cert",
+        "import",
+        "www",
+        "--cert",
+        s(&cert2),
+        "--key",
+        s(&key2),
+        "--chain",
+        s(&chain),
+        "--ca-file",
+        s(&root),
     ]);
     let detail: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["cert", "show", "www", "--json"])).unwrap();
@@ -209,25 +307,50 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
 
     // Under ACME management it renews from the CA like any other.
     let out = server.cli(&["cert", "manage", "www", "--issuer", "nope"]);
-    assert!(stderr(&out).contains("unknown issuer \"nope\"; configured issuers: default"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown issuer \"nope\"; configured issuers: default"),
+        "{}",
+        stderr(&out)
+    );
     server.cli_ok(&["cert", "manage", "www", "--issuer", "default"]);
     let view = &server.list()[0];
-    assert_eq!((view["source"].as_str(), view["auto_renew"].as_bool()), (Some("acme"), Some(true)));
-    assert_eq!(view["status"], "valid", "the imported version stays good: {view}");
+    assert_eq!(
+        (view["source"].as_str(), view["auto_renew"].as_bool()),
+        (Some("acme"), Some(true))
+    );
+    assert_eq!(
+        view["status"], "valid",
+        "the imported version stays good: {view}"
+    );
     server.cli_ok(&["cert", "renew", "www", "--wait"]);
     let detail: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["cert", "show", "www", "--json"])).unwrap();
     assert_eq!(detail["version"], 3);
-    let issuer_dn = detail["versions"][2]["chain"][0]["issuer"].as_str().unwrap();
-    assert!(issuer_dn.contains("Pebble"), "issued by the CA: {issuer_dn}");
+    let issuer_dn = detail["versions"][2]["chain"][0]["issuer"]
+        .as_str()
+        .unwrap();
+    assert!(
+        issuer_dn.contains("Pebble"),
+        "issued by the CA: {issuer_dn}"
+    );
     let _ = pebble;
 
     let kinds: Vec<serde_json::Value> =
         serde_json::from_str(&server.cli_ok(&["events", "--cert", "www", "--json"])).unwrap();
-    let kinds: Vec<&str> = kinds.iter().rev().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = kinds
+        .iter()
+        .rev()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(
         kinds,
-        ["imported", "imported", "changed", "issuance_started", "renewed"],
+        [
+            "imported",
+            "imported",
+            "changed",
+            "issuance_started",
+            "renewed"
+        ],
         "the event log tells the story"
     );
 }

@@ -22,7 +22,11 @@ fn write_config(dir: &Path, text: &str) -> String {
 
 /// A mail's header, with folded lines joined.
 fn header(mail: &str, name: &str) -> String {
-    let head = mail.split("\r\n\r\n").next().unwrap_or(mail).replace("\r\n", "\n");
+    let head = mail
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or(mail)
+        .replace("\r\n", "\n");
     let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
     unfolded
         .lines()
@@ -79,8 +83,16 @@ async fn notifications_reach_a_real_smtp_sink_and_a_webhook_without_key_material
         "[[notifiers]]\ntype = \"webhook\"\nname = \"chat\"\nurl = \"{}\"\n\
          events = [\"issued\", \"renewed\", \"imported\", \"renewal_failed\", \"expiring\"]\n\n{}{}",
         hook.url(&format!("/services/T0/B0/{HOOK_SECRET}")),
-        smtp("mail", "ops@example.test", "events = [\"issued\", \"renewed\"]"),
-        smtp("digest", "digest@example.test", "events = [\"issued\"]\ndigest_secs = 3"),
+        smtp(
+            "mail",
+            "ops@example.test",
+            "events = [\"issued\", \"renewed\"]"
+        ),
+        smtp(
+            "digest",
+            "digest@example.test",
+            "events = [\"issued\"]\ndigest_secs = 3"
+        ),
     );
     let config = write_config(dir.path(), &config);
     let server = Server::start_next_to(&pebble, &dir.path().join("data"), &["--config", &config]);
@@ -97,7 +109,9 @@ async fn notifications_reach_a_real_smtp_sink_and_a_webhook_without_key_material
         })
         .await;
     assert!(
-        kinds(&received).iter().all(|k| k == "issued" || k == "renewed"),
+        kinds(&received)
+            .iter()
+            .all(|k| k == "issued" || k == "renewed"),
         "the filter holds: {:?}",
         kinds(&received)
     );
@@ -111,14 +125,22 @@ async fn notifications_reach_a_real_smtp_sink_and_a_webhook_without_key_material
     assert_eq!(renewed["certificate"], "www");
     assert_eq!(renewed["severity"], "info");
     assert_eq!(renewed["details"]["version"], 2);
-    assert_eq!(renewed["details"]["serial"], detail["versions"][1]["serial"]);
+    assert_eq!(
+        renewed["details"]["serial"],
+        detail["versions"][1]["serial"]
+    );
     let text = renewed["text"].as_str().unwrap();
     assert!(
         text.starts_with("[certfleet] www renewed: issued version 2 serial "),
         "a chat line: {text}"
     );
     assert_eq!(
-        received[0].headers.iter().find(|(k, _)| k == "content-type").unwrap().1,
+        received[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .unwrap()
+            .1,
         "application/json"
     );
 
@@ -134,7 +156,9 @@ async fn notifications_reach_a_real_smtp_sink_and_a_webhook_without_key_material
         .map(|m| header(m, "Subject"))
         .collect();
     assert!(
-        subjects.iter().any(|s| s.starts_with("[certfleet] www renewed: issued version 2")),
+        subjects
+            .iter()
+            .any(|s| s.starts_with("[certfleet] www renewed: issued version 2")),
         "{subjects:?}"
     );
     let digest = mails
@@ -160,12 +184,18 @@ async fn notifications_reach_a_real_smtp_sink_and_a_webhook_without_key_material
         .chain(mails.iter().map(|m| ("mail", m)))
     {
         for secret in &secrets {
-            assert!(!text.contains(secret.as_str()), "{what} holds a secret: {text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} holds a secret: {text}"
+            );
         }
     }
     let log = server.log();
     for secret in secrets.iter().chain([&HOOK_SECRET.to_string()]) {
-        assert!(!log.contains(secret.as_str()), "the server log holds a secret ({secret})");
+        assert!(
+            !log.contains(secret.as_str()),
+            "the server log holds a secret ({secret})"
+        );
     }
 }
 
@@ -181,14 +211,25 @@ async fn a_failing_or_hanging_receiver_delays_no_issuance() {
     };
     let config = [
         hook("hangs", hang.url("/"), "timeout_secs = 3600"),
-        hook("fails", failing.url("/"), "max_attempts = 3\nevents = [\"issued\"]"),
+        hook(
+            "fails",
+            failing.url("/"),
+            "max_attempts = 3\nevents = [\"issued\"]",
+        ),
         hook("works", good.url("/"), ""),
     ]
     .concat();
     let config = write_config(dir.path(), &config);
     let server = Server::start_next_to(&pebble, &dir.path().join("data"), &["--config", &config]);
 
-    server.cli_ok(&["cert", "add", "www", "--domain", "www.example.test", "--wait"]);
+    server.cli_ok(&[
+        "cert",
+        "add",
+        "www",
+        "--domain",
+        "www.example.test",
+        "--wait",
+    ]);
     server.cli_ok(&["cert", "renew", "www", "--wait"]);
     // Both issuances are done, and the hanging receiver has been asked and never answered.
     let asked = hang.wait_until("a first request", |r| !r.is_empty()).await;
@@ -206,17 +247,31 @@ async fn a_failing_or_hanging_receiver_delays_no_issuance() {
             k.contains(&"issued".to_string()) && k.contains(&"renewed".to_string())
         })
         .await;
-    assert!(kinds(&got).contains(&"created".to_string()), "{:?}", kinds(&got));
+    assert!(
+        kinds(&got).contains(&"created".to_string()),
+        "{:?}",
+        kinds(&got)
+    );
 
     let tries = failing
         .wait_until("three attempts at the issued event", |r| r.len() >= 3)
         .await;
-    let ids: Vec<i64> = tries.iter().map(|r| r.json()["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = tries
+        .iter()
+        .map(|r| r.json()["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, vec![ids[0]; 3], "the same event, retried: {ids:?}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(failing.received().len(), 3, "max_attempts bounds the retries");
+    assert_eq!(
+        failing.received().len(),
+        3,
+        "max_attempts bounds the retries"
+    );
     let log = server.log();
-    assert!(log.contains("notification given up"), "the give-up is logged");
+    assert!(
+        log.contains("notification given up"),
+        "the give-up is logged"
+    );
     assert!(!log.contains(&failing.url("/")), "the URL is not logged");
 }
 
@@ -236,7 +291,14 @@ async fn short_lived_certificates_get_one_expiring_event_at_a_sixth_of_their_lif
     let config = write_config(dir.path(), &config);
     let mut server =
         Server::start_next_to(&pebble, &dir.path().join("data"), &["--config", &config]);
-    server.cli_ok(&["cert", "add", "short", "--domain", "short.example.test", "--wait"]);
+    server.cli_ok(&[
+        "cert",
+        "add",
+        "short",
+        "--domain",
+        "short.example.test",
+        "--wait",
+    ]);
     let detail: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["cert", "show", "short", "--json"])).unwrap();
     let unix = |field: &str| {
@@ -248,7 +310,9 @@ async fn short_lived_certificates_get_one_expiring_event_at_a_sixth_of_their_lif
     let (not_before, not_after) = (unix("not_before"), unix("not_after"));
     let threshold_at = not_after - (not_after - not_before) / 6;
 
-    let got = hook.wait_until("an expiring event", |r| !r.is_empty()).await;
+    let got = hook
+        .wait_until("an expiring event", |r| !r.is_empty())
+        .await;
     let event = got[0].json();
     assert_eq!(event["certificate"], "short");
     assert_eq!(event["details"]["threshold"], "1/6");
@@ -259,7 +323,10 @@ async fn short_lived_certificates_get_one_expiring_event_at_a_sixth_of_their_lif
     .unwrap();
     assert_eq!(events.len(), 1);
     let at = events[0]["at"].as_i64().unwrap();
-    assert!(at >= threshold_at, "not before the threshold ({at} < {threshold_at})");
+    assert!(
+        at >= threshold_at,
+        "not before the threshold ({at} < {threshold_at})"
+    );
     assert!(at < not_after, "before expiry");
 
     // Recorded once per version: a restart does not report it again.
@@ -272,5 +339,80 @@ async fn short_lived_certificates_get_one_expiring_event_at_a_sixth_of_their_lif
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(hook.received().len(), 1);
     let table = server.cli_ok(&["events", "--since", "5m", "--kind", "expiring"]);
-    assert!(table.contains("short") && table.contains("threshold: 1/6 of its lifetime left"), "{table}");
+    assert!(
+        table.contains("short") && table.contains("threshold: 1/6 of its lifetime left"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_renewal_is_a_renewal_failed_event_with_its_streak() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let hook = WebhookReceiver::start(Answer::Status(204)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[notifiers]]\ntype = \"webhook\"\nurl = \"{}\"\nmin_severity = \"error\"\n",
+        hook.url("/")
+    );
+    let config = write_config(dir.path(), &config);
+    let server = Server::start_next_to(&pebble, &dir.path().join("data"), &["--config", &config]);
+    server.cli_ok(&[
+        "cert",
+        "add",
+        "www",
+        "--domain",
+        "www.example.test",
+        "--wait",
+    ]);
+    drop(pebble); // the CA goes away
+    for _ in 0..2 {
+        let out = server.cli(&["cert", "renew", "www", "--wait"]);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{}",
+            crate::harness::stderr(&out)
+        );
+    }
+    let events: Vec<serde_json::Value> = serde_json::from_str(&server.cli_ok(&[
+        "events",
+        "--cert",
+        "www",
+        "--kind",
+        "renewal_failed",
+        "--kind",
+        "failed",
+        "--json",
+    ]))
+    .unwrap();
+    let summary: Vec<(&str, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["details"]["failure_streak"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("renewal_failed", 2), ("renewal_failed", 1)],
+        "newest first"
+    );
+    assert_eq!(
+        events[0]["details"]["version"], 1,
+        "the version still served"
+    );
+    let got = hook.wait_until("two failures", |r| r.len() >= 2).await;
+    assert!(
+        kinds(&got).iter().all(|k| k == "renewal_failed"),
+        "min_severity = error lets only failures through: {:?}",
+        kinds(&got)
+    );
+    assert!(
+        got[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[certfleet] ERROR: www renewal failed: ")
+    );
 }

@@ -6,9 +6,9 @@ use certfleet_core::time::UnixTime;
 use certfleet_core::{AccountRecord, Event, EventQuery, Http01Challenge, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::Fail;
 use super::certificates::id_and_current;
 use super::versions::secret_from_utf8;
-use super::Fail;
 use crate::seal::Sealer;
 
 /// Associated data binding sealed credentials to their account row.

@@ -23,9 +23,7 @@ pub async fn event_queries(store: &dyn Store) {
         issuer: Some("default".into()),
     };
     let renewed = store
-        .record_event(
-            &NewEvent::about(name, EventKind::Renewed, "renewed").with(details.clone()),
-        )
+        .record_event(&NewEvent::about(name, EventKind::Renewed, "renewed").with(details.clone()))
         .await
         .unwrap();
     assert_recent(renewed.at, "recorded event time");
@@ -117,9 +115,8 @@ pub async fn expiry_thresholds(store: &dyn Store) {
         .create_certificate(&new_certificate(name, &["expiry.example.test"]))
         .await
         .unwrap();
-    let watched = |all: Vec<certfleet_core::ExpiryWatch>| {
-        all.into_iter().find(|w| w.certificate == name)
-    };
+    let watched =
+        |all: Vec<certfleet_core::ExpiryWatch>| all.into_iter().find(|w| w.certificate == name);
     assert!(
         watched(store.expiry_watch().await.unwrap()).is_none(),
         "no version, nothing to watch"
@@ -136,9 +133,14 @@ pub async fn expiry_thresholds(store: &dyn Store) {
     assert!(w.recorded.is_empty());
 
     assert!(store.record_expiry_threshold(name, 1, "14d").await.unwrap());
-    assert!(!store.record_expiry_threshold(name, 1, "14d").await.unwrap(), "once");
+    assert!(
+        !store.record_expiry_threshold(name, 1, "14d").await.unwrap(),
+        "once"
+    );
     assert!(store.record_expiry_threshold(name, 1, "1/6").await.unwrap());
-    let mut recorded = watched(store.expiry_watch().await.unwrap()).unwrap().recorded;
+    let mut recorded = watched(store.expiry_watch().await.unwrap())
+        .unwrap()
+        .recorded;
     recorded.sort();
     assert_eq!(recorded, ["1/6", "14d"]);
 
@@ -156,7 +158,9 @@ pub async fn expiry_thresholds(store: &dyn Store) {
         "no such version",
     );
     expect_not_found(
-        store.record_expiry_threshold("suite-expiry-none", 1, "1d").await,
+        store
+            .record_expiry_threshold("suite-expiry-none", 1, "1d")
+            .await,
         "no such certificate",
     );
     assert!(store.delete_certificate(name).await.unwrap());
@@ -182,7 +186,10 @@ pub async fn source_switch(store: &dyn Store) {
         .await
         .unwrap();
     let cert = store.certificate(name).await.unwrap().unwrap();
-    assert_eq!((cert.source, cert.issuer.as_str()), (Source::Acme, "default"));
+    assert_eq!(
+        (cert.source, cert.issuer.as_str()),
+        (Source::Acme, "default")
+    );
     assert!(cert.auto_renewable());
     assert_eq!(cert.current_version, Some(1), "versions are kept");
     assert_eq!(
@@ -191,7 +198,9 @@ pub async fn source_switch(store: &dyn Store) {
         "an imported version is no mismatch once managed"
     );
     expect_not_found(
-        store.set_source("suite-source-none", Source::Acme, "x").await,
+        store
+            .set_source("suite-source-none", Source::Acme, "x")
+            .await,
         "no such certificate",
     );
 }
