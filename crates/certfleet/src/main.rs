@@ -199,10 +199,10 @@ impl CliError {
 
     /// When the error is about `field`, name it `label` instead (`--key /tmp/k.pem`).
     pub fn relabel(mut self, field: &str, label: &str) -> Self {
-        if self.field.as_deref() == Some(field) {
-            if let Some(rest) = self.message.strip_prefix(&format!("{field}: ")) {
-                self.message = format!("{label}: {rest}");
-            }
+        if self.field.as_deref() == Some(field)
+            && let Some(rest) = self.message.strip_prefix(&format!("{field}: "))
+        {
+            self.message = format!("{label}: {rest}");
         }
         self
     }
