@@ -478,10 +478,11 @@ fn status_cell(c: &CertificateView) -> String {
 fn show_text(d: &CertificateDetail) -> String {
     let c = &d.certificate;
     let mut out = format!(
-        "Name:        {}\nDomains:     {}\nIssuer:      {}\nKey:         {}\nChallenge:   {}\nStatus:      {}\nAuto-renew:  {}\nNot after:   {}\nDays left:   {}\n",
+        "Name:        {}\nDomains:     {}\nIssuer:      {}\nSource:      {}\nKey:         {}\nChallenge:   {}\nStatus:      {}\nAuto-renew:  {}\nNot after:   {}\nDays left:   {}\n",
         c.name,
         domain_list(c, ", "),
         c.issuer,
+        c.source,
         c.key,
         c.challenge,
         status_cell(c),

@@ -1,6 +1,6 @@
 //! [`SmtpSink`]: a real SMTP server (aiosmtpd, TESTBED.md §7, in the virtualenv
 //! `scripts/testbed` makes) on 127.0.0.1 and a free port, storing every mail it accepts in a
-//! Maildir; optionally with STARTTLS required (a certificate for `127.0.0.1` signed by a
+//! Maildir; optionally with TLS from the first byte, or with STARTTLS required (a certificate for `127.0.0.1` signed by a
 //! throw-away CA, [`SmtpSink::ca_cert_path`]) and AUTH required (one user and password).
 //! Stopped by its PID when dropped.
 
@@ -18,21 +18,26 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-port, maildir, cert, key, user, password = sys.argv[1:7]
+port, maildir, mode, cert, key, user, password = sys.argv[1:8]
 
 def authenticate(server, session, envelope, mechanism, auth_data):
     ok = (isinstance(auth_data, LoginPassword)
           and auth_data.login.decode() == user and auth_data.password.decode() == password)
     return AuthResult(success=ok)
 
-kwargs = {}
-if cert:
+kwargs, implicit = {}, {}
+if mode:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    kwargs.update(tls_context=context, require_starttls=True)
+    if mode == "starttls":
+        kwargs.update(tls_context=context, require_starttls=True)
+    else:
+        implicit["ssl_context"] = context
 if user:
-    kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=bool(cert))
-controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port), **kwargs)
+    # With implicit TLS aiosmtpd does not see the session as TLS; the socket is TLS anyway.
+    kwargs.update(authenticator=authenticate, auth_required=True,
+                  auth_require_tls=(mode == "starttls"))
+controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port), **implicit, **kwargs)
 controller.start()
 print("ready", flush=True)
 signal.sigwait([signal.SIGTERM, signal.SIGINT])
@@ -44,6 +49,8 @@ controller.stop()
 pub struct SmtpSinkOptions {
     /// Require STARTTLS before anything else.
     pub starttls: bool,
+    /// Speak TLS from the first byte (SMTPS); wins over `starttls`.
+    pub implicit_tls: bool,
     /// Require AUTH with this user and password.
     pub auth: Option<(String, String)>,
 }
@@ -84,7 +91,12 @@ impl SmtpSink {
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("sink.py"), SCRIPT).expect("write sink.py");
-        let (cert, key) = if opts.starttls {
+        let mode = match (opts.implicit_tls, opts.starttls) {
+            (true, _) => "tls",
+            (false, true) => "starttls",
+            (false, false) => "",
+        };
+        let (cert, key) = if !mode.is_empty() {
             write_tls_files(dir.path());
             (
                 dir.path().join("cert.pem").display().to_string(),
@@ -101,6 +113,7 @@ impl SmtpSink {
             .arg(dir.path().join("sink.py"))
             .arg(port.to_string())
             .arg(&maildir)
+            .arg(mode)
             .args([&cert, &key, &user, &password])
             .stdin(Stdio::null())
             .stdout(out)

@@ -172,6 +172,20 @@ async fn imports_refuse_bad_material_by_file_and_store_nothing() {
         "no key material in messages: {err}"
     );
     assert!(server.list().is_empty(), "nothing stored");
+    let out = server.cli(&["events", "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--since: \"yesterday\" is neither an RFC 3339 time"),
+        "{}",
+        stderr(&out)
+    );
+    let out = server.cli(&["events", "--kind", "renewd"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown event kind \"renewd\""),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(imported_events(&server), 0, "no event either");
 
     // Expired, but asked for.
@@ -284,7 +298,17 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
     // A newer import of the same name is a new version.
     let newer = pki.leaf(&["www.example.test"], Validity::Current);
     let cert2 = write(d, "www2.crt", &newer.cert_pem);
-    let key2 = write(d, "www2.key", &newer.key_pem);
+    // Its key in the traditional EC form (SEC1), as older tools write it.
+    let pkcs8 = write(d, "www2-pkcs8.key", &newer.key_pem);
+    let openssl = certfleet_testkit::require_program("openssl", "apt-get install -y openssl");
+    let sec1 = std::process::Command::new(openssl)
+        .args(["pkey", "-traditional", "-in"])
+        .arg(&pkcs8)
+        .output()
+        .unwrap();
+    let sec1 = String::from_utf8(sec1.stdout).unwrap();
+    assert!(sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{sec1}");
+    let key2 = write(d, "www2.key", &sec1);
     let chain = write(d, "chain.pem", &pki.intermediate_pem());
     server.cli_ok(&[
         "cert",
@@ -304,6 +328,13 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
     assert_eq!(detail["version"], 2);
     assert_eq!(detail["versions"][1]["replaces"], 1);
     assert_eq!(detail["domains"], serde_json::json!(["www.example.test"]));
+    let (_, bundle) = server.api_request("GET", "/api/v1/certificates/www/bundle", None);
+    let bundle: serde_json::Value = serde_json::from_str(&bundle).unwrap();
+    assert_eq!(
+        bundle["key_pem"],
+        sec1.as_str(),
+        "a SEC1 key is kept as given"
+    );
 
     // Under ACME management it renews from the CA like any other.
     let out = server.cli(&["cert", "manage", "www", "--issuer", "nope"]);

@@ -63,6 +63,7 @@ async fn notifications_reach_a_real_smtp_sink_and_a_webhook_without_key_material
     let sink = SmtpSink::start(SmtpSinkOptions {
         starttls: true,
         auth: Some(("certfleet".into(), SMTP_PASSWORD.into())),
+        ..SmtpSinkOptions::default()
     })
     .await;
     let hook = WebhookReceiver::start(Answer::Status(204)).await;
@@ -415,4 +416,81 @@ async fn a_failed_renewal_is_a_renewal_failed_event_with_its_streak() {
             .unwrap()
             .starts_with("[certfleet] ERROR: www renewal failed: ")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_goes_over_implicit_tls_with_auth_and_a_wrong_password_is_given_up_not_leaked() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        implicit_tls: true,
+        auth: Some(("certfleet".into(), SMTP_PASSWORD.into())),
+        ..SmtpSinkOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |name: &str, password: &str| {
+        format!(
+            "[[notifiers]]\ntype = \"smtp\"\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"tls\"\nusername = \"certfleet\"\npassword_env = \"{password}\"\n\
+             from = \"certfleet@example.test\"\nto = [\"{name}@example.test\"]\nca_roots = [\"{}\"]\n\
+             events = [\"issued\"]\nmax_attempts = 1\ntimeout_secs = 3\n",
+            sink.port(),
+            sink.ca_cert_path().display()
+        )
+    };
+    let config = [
+        entry("right", "GOOD_SMTP_PASSWORD"),
+        entry("wrong", "BAD_SMTP_PASSWORD"),
+    ]
+    .concat();
+    let config = write_config(dir.path(), &config);
+    let mut server = Server::start_env(
+        pebble.directory_url(),
+        pebble.ca_cert_path().to_path_buf(),
+        pebble.http01_port(),
+        &dir.path().join("data"),
+        &["--config", &config],
+        &[
+            ("GOOD_SMTP_PASSWORD", SMTP_PASSWORD),
+            ("BAD_SMTP_PASSWORD", "not-the-password-77"),
+        ],
+    );
+    server.cli_ok(&[
+        "cert",
+        "add",
+        "www",
+        "--domain",
+        "www.example.test",
+        "--wait",
+    ]);
+    for _ in 0..300 {
+        if !sink.messages().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mails = sink.messages();
+    assert!(
+        !mails.is_empty(),
+        "no mail; server log:\n{}\nsink log:\n{}",
+        server.log(),
+        sink.log()
+    );
+    assert!(header(&mails[0], "To").contains("right@example.test"));
+    assert!(header(&mails[0], "Subject").starts_with("[certfleet] www issued: issued version 1"));
+    for _ in 0..200 {
+        if server.log().contains("notification given up") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = server.log();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("notification given up"))
+        .unwrap_or_else(|| panic!("the failed delivery is logged:\n{log}"));
+    assert!(refusal.contains("notifier=\"wrong\""), "{refusal}");
+    assert!(!log.contains("not-the-password-77") && !log.contains(SMTP_PASSWORD));
+    assert_eq!(sink.messages().len(), 1, "nothing for the wrong password");
+    server.stop();
 }
