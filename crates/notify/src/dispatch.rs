@@ -2,6 +2,7 @@
 //! delays the code that records events and one bad receiver never delays another.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use certfleet_core::Event;
@@ -41,6 +42,7 @@ struct Queue {
 /// [`Dispatcher::start`] and end when the dispatcher is dropped (after finishing what they hold).
 pub struct Dispatcher {
     queues: Vec<Queue>,
+    dropped: AtomicU64,
 }
 
 impl Dispatcher {
@@ -59,7 +61,15 @@ impl Dispatcher {
                 queue
             })
             .collect();
-        Self { queues }
+        Self {
+            queues,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Notifications dropped so far because a queue was full or its worker had stopped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// How many notifiers there are.
@@ -83,7 +93,11 @@ impl Dispatcher {
             let n = notification
                 .get_or_insert_with(|| Notification::from_event(event))
                 .clone();
-            match queue.tx.try_send(n) {
+            let sent = queue.tx.try_send(n);
+            if sent.is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            match sent {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
                     notifier = %queue.name,
@@ -207,6 +221,44 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("not delivered: {:?}", flaky.got.lock().unwrap());
+    }
+
+    /// Never answers.
+    struct Hangs(Mutex<u32>);
+
+    #[async_trait]
+    impl Notifier for Hangs {
+        fn name(&self) -> &str {
+            "hangs"
+        }
+        async fn deliver(&self, _: &[Notification]) -> Result<(), NotifyError> {
+            *self.0.lock().unwrap() += 1;
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_receiver_fills_its_queue_and_the_rest_is_dropped_without_waiting() {
+        let hangs = Arc::new(Hangs(Mutex::new(0)));
+        let dispatcher = Dispatcher::start(vec![Route {
+            notifier: hangs.clone(),
+            filter: Filter::default(),
+            digest: None,
+            max_attempts: 1,
+            timeout: Duration::from_secs(3600),
+        }]);
+        dispatcher.submit(&event(0, EventKind::Issued));
+        for _ in 0..200 {
+            if *hangs.0.lock().unwrap() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*hangs.0.lock().unwrap(), 1, "the first one is being delivered");
+        for id in 1..=(QUEUE_CAPACITY as i64 + 50) {
+            dispatcher.submit(&event(id, EventKind::Issued));
+        }
+        assert_eq!(dispatcher.dropped(), 50, "the queue holds {QUEUE_CAPACITY}");
     }
 
     #[tokio::test]
