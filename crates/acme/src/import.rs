@@ -277,12 +277,16 @@ fn key_kind(key: &Key, leaf: &CertInfo) -> Result<KeyKind, AcmeError> {
     } else {
         None
     };
+    let described = match leaf.key.as_str() {
+        "1.3.101.112" => "an Ed25519".to_string(),
+        "1.3.101.113" => "an Ed448".to_string(),
+        other => format!("a {other}"),
+    };
     kind.ok_or_else(|| {
         refuse(
             KEY,
             format!(
-                "a {} key is not supported; certfleet manages ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 and rsa4096",
-                leaf.key
+                "{described} key is not supported; certfleet manages ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 and rsa4096"
             ),
         )
     })
@@ -388,4 +392,99 @@ fn rfc3339(t: i64) -> String {
     x509_parser::time::ASN1Time::from_timestamp(t)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, KeyPair, SignatureAlgorithm};
+
+    use super::*;
+
+    /// A self-signed serverAuth certificate for `name` with a key of `alg`.
+    fn self_signed(name: &str, alg: &'static SignatureAlgorithm) -> (String, String) {
+        let key = match alg {
+            a if a == &rcgen::PKCS_RSA_SHA256 => {
+                KeyPair::generate_rsa_for(a, rcgen::RsaKeySize::_2048).unwrap()
+            }
+            a => KeyPair::generate_for(a).unwrap(),
+        };
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn material<'a>(cert: &'a str, key: &'a str, ca: &'a str) -> Material<'a> {
+        Material {
+            cert_pem: cert,
+            key_pem: key,
+            chain_pem: "",
+            ca_pem: ca,
+            allow_expired: false,
+            now: 1_900_000_000,
+        }
+    }
+
+    fn refusal(m: &Material<'_>) -> (String, String) {
+        match assemble(m) {
+            Err(AcmeError::Material { field, message }) => (field, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_kinds_come_from_the_key() {
+        for (alg, kind) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, KeyKind::EcdsaP256),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, KeyKind::EcdsaP384),
+            (&rcgen::PKCS_RSA_SHA256, KeyKind::Rsa2048),
+        ] {
+            let (cert, key) = self_signed("a.example.test", alg);
+            let a = assemble(&material(&cert, &key, &cert)).unwrap();
+            assert_eq!(a.key_kind, kind);
+            assert_eq!(a.domains[0].as_str(), "a.example.test");
+            assert!(a.chain_pem.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_self_signed_certificate_is_trusted_only_when_given_as_a_root() {
+        let (cert, key) = self_signed("a.example.test", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let (field, message) = refusal(&material(&cert, &key, ""));
+        assert_eq!(field, CHAIN);
+        assert!(message.contains("no trusted root issued"), "{message}");
+    }
+
+    #[test]
+    fn unusable_keys_say_why() {
+        let (cert, _) = self_signed("a.example.test", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let (ed_cert, ed_key) = self_signed("a.example.test", &rcgen::PKCS_ED25519);
+        let (field, message) = refusal(&material(&ed_cert, &ed_key, &ed_cert));
+        assert_eq!(field, KEY);
+        assert!(
+            message.starts_with("an Ed25519 key is not supported"),
+            "{message}"
+        );
+
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let (field, message) = refusal(&material(&cert, encrypted, &cert));
+        assert_eq!(field, KEY);
+        assert!(message.contains("is encrypted"), "{message}");
+
+        let (field, message) = refusal(&material(&cert, &cert, &cert));
+        assert_eq!(field, KEY);
+        assert!(message.contains("found only CERTIFICATE"), "{message}");
+    }
+
+    #[test]
+    fn a_key_in_the_certificate_file_is_pointed_at() {
+        let (cert, key) = self_signed("a.example.test", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let (field, message) = refusal(&material(&format!("{cert}{key}"), &key, &cert));
+        assert_eq!(field, CERT);
+        assert!(
+            message.contains("a private key belongs in --key"),
+            "{message}"
+        );
+    }
 }

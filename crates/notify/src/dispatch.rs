@@ -254,7 +254,11 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(*hangs.0.lock().unwrap(), 1, "the first one is being delivered");
+        assert_eq!(
+            *hangs.0.lock().unwrap(),
+            1,
+            "the first one is being delivered"
+        );
         for id in 1..=(QUEUE_CAPACITY as i64 + 50) {
             dispatcher.submit(&event(id, EventKind::Issued));
         }

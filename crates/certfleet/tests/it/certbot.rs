@@ -55,6 +55,17 @@ async fn certbot_lineages_are_imported_and_one_renews_while_the_other_stays_byte
         ),
     )
     .unwrap();
+    // A lineage from a CA certfleet has no issuer for (b's files, another server): manual.
+    let other = le.join("live/c.example.test");
+    std::fs::create_dir_all(&other).unwrap();
+    for file in ["cert.pem", "chain.pem", "privkey.pem"] {
+        std::fs::copy(le.join("live/b.example.test").join(file), other.join(file)).unwrap();
+    }
+    std::fs::write(
+        le.join("renewal/c.example.test.conf"),
+        "version = 2.1.0\n[renewalparams]\nserver = https://acme.other-ca.test/directory\n",
+    )
+    .unwrap();
     let root = dir.path().join("pebble-root.pem");
     std::fs::write(&root, pebble.root_pem().await).unwrap();
     let before = snapshot(&le);
@@ -75,7 +86,7 @@ async fn certbot_lineages_are_imported_and_one_renews_while_the_other_stays_byte
         stderr(&out)
     );
     assert!(
-        stderr(&out).contains("1 of 3 lineage(s) skipped"),
+        stderr(&out).contains("1 of 4 lineage(s) skipped"),
         "{}",
         stderr(&out)
     );
@@ -92,6 +103,12 @@ async fn certbot_lineages_are_imported_and_one_renews_while_the_other_stays_byte
         "{report}"
     );
     assert!(line("b.example.test").contains("imported"), "{report}");
+    let c = line("c.example.test");
+    assert!(
+        c.contains("imported")
+            && c.contains("manual: its server https://acme.other-ca.test/directory matches no configured issuer"),
+        "{report}"
+    );
     let broken = line("broken.example.test");
     assert!(
         broken.contains("skipped")
@@ -101,7 +118,11 @@ async fn certbot_lineages_are_imported_and_one_renews_while_the_other_stays_byte
     );
 
     let list = server.list();
-    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(
+        (list[2]["source"].as_str(), list[2]["auto_renew"].as_bool()),
+        (Some("manual"), Some(false))
+    );
     let a = &list[0];
     assert_eq!(a["name"], "a.example.test");
     assert_eq!(
@@ -182,6 +203,6 @@ async fn certbot_lineages_are_imported_and_one_renews_while_the_other_stays_byte
         .iter()
         .map(|o| o["result"].as_str().unwrap())
         .collect();
-    assert_eq!(results, ["exists", "exists", "skipped"]);
+    assert_eq!(results, ["exists", "exists", "skipped", "exists"]);
     assert_eq!(server.list()[0]["version"], 2);
 }
