@@ -174,6 +174,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         tokio::spawn(purge_challenges(store.clone(), stopped.clone())),
         tokio::spawn(crate::expiry::run(
             store.clone(),
+            settings.expiry_alert_days.clone(),
             expiry_wake,
             stopped.clone(),
         )),

@@ -135,6 +135,8 @@ pub struct ServerSection {
     pub http01_listen: Option<String>,
     /// Orders in flight at once.
     pub max_concurrent_orders: Option<usize>,
+    /// Days before notAfter at which an `expiring` event is recorded (default 14, 7, 3, 1).
+    pub expiry_alert_days: Option<Vec<u32>>,
 }
 
 /// `[issuers.NAME]`
@@ -269,6 +271,8 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// Notifiers, validated (built at start).
     pub notifiers: Vec<certfleet_notify::NotifierSection>,
+    /// Days before notAfter at which an `expiring` event is recorded.
+    pub expiry_alert_days: Vec<u32>,
 }
 
 /// Read and parse a config file.
@@ -369,6 +373,9 @@ impl FileConfig {
             }
         }
         let notifiers = self.notifiers;
+        let expiry_alert_days = errors
+            .check(check_alert_days(self.server.expiry_alert_days))
+            .unwrap_or_default();
         let data_dir = flags
             .data_dir
             .clone()
@@ -384,6 +391,7 @@ impl FileConfig {
             certificates,
             config_file: None,
             notifiers,
+            expiry_alert_days,
         })
     }
 }
@@ -616,6 +624,28 @@ fn resolve_certificate(
     validate_certificate(&format!("certificates[{i}]."), &req, issuers)
 }
 
+/// Most days before notAfter an expiry alert can be set at.
+pub const MAX_ALERT_DAYS: u32 = 366;
+
+fn check_alert_days(days: Option<Vec<u32>>) -> Result<Vec<u32>, ConfigError> {
+    let field = "server.expiry_alert_days";
+    let Some(days) = days else {
+        return Ok(certfleet_core::expiry::DEFAULT_THRESHOLD_DAYS.to_vec());
+    };
+    for (i, d) in days.iter().enumerate() {
+        if !(1..=MAX_ALERT_DAYS).contains(d) {
+            return Err(err(
+                format!("{field}[{i}]"),
+                format!("{d} is not a number of days from 1 to {MAX_ALERT_DAYS}"),
+            ));
+        }
+        if days[..i].contains(d) {
+            return Err(err(format!("{field}[{i}]"), format!("{d} is listed twice")));
+        }
+    }
+    Ok(days)
+}
+
 fn check_unique_names(certs: &[CertificateSection]) -> Result<(), ConfigError> {
     for (i, c) in certs.iter().enumerate() {
         if let Some(first) = certs[..i].iter().position(|o| o.name == c.name) {
@@ -710,6 +740,7 @@ mod tests {
         let s = resolve("").unwrap();
         assert_eq!(s.issuers[DEFAULT_ISSUER].directory, LETS_ENCRYPT_DIRECTORY);
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.expiry_alert_days, [14, 7, 3, 1]);
     }
 
     #[test]
@@ -747,6 +778,14 @@ mod tests {
             (
                 "[server]\nmax_concurrent_orders = 0",
                 "server.max_concurrent_orders",
+            ),
+            (
+                "[server]\nexpiry_alert_days = [30, 0]",
+                "server.expiry_alert_days[1]",
+            ),
+            (
+                "[server]\nexpiry_alert_days = [7, 7]",
+                "server.expiry_alert_days[1]",
             ),
         ];
         for (text, field) in cases {

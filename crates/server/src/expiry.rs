@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certfleet_core::expiry::{DEFAULT_THRESHOLD_DAYS, FRACTION_LABEL, Threshold, due};
+use certfleet_core::expiry::{FRACTION_LABEL, Threshold, due};
 use certfleet_core::time::{self, DAY, UnixTime};
 use certfleet_core::{EventDetails, EventKind, ExpiryWatch, NewEvent, Store, StoreError};
 use tokio::sync::{Notify, watch};
@@ -26,10 +26,16 @@ pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(60);
 /// Slack added to a sleep so the threshold has passed when the task wakes.
 const WAKE_SLACK: Duration = Duration::from_millis(50);
 
-/// Run the watcher until `stopped` turns true; `wake` makes it look again at once.
-pub async fn run(store: Arc<dyn Store>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+/// Run the watcher until `stopped` turns true; `wake` makes it look again at once. `days`
+/// are the thresholds in days before notAfter (`[server] expiry_alert_days`).
+pub async fn run(
+    store: Arc<dyn Store>,
+    days: Vec<u32>,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
-        let pause = match pass(store.as_ref(), time::now()).await {
+        let pause = match pass(store.as_ref(), &days, time::now()).await {
             Ok(next) => until(next),
             Err(e) => {
                 tracing::warn!(error = %e, "the expiry watcher could not read the store");
@@ -59,11 +65,16 @@ fn until(next: Option<UnixTime>) -> Duration {
         .min(MAX_SLEEP)
 }
 
-/// Record what is due at `now`; returns when the next threshold is crossed.
-pub async fn pass(store: &dyn Store, now: UnixTime) -> Result<Option<UnixTime>, StoreError> {
+/// Record what is due at `now` with thresholds `days` before notAfter; returns when the
+/// next threshold is crossed.
+pub async fn pass(
+    store: &dyn Store,
+    days: &[u32],
+    now: UnixTime,
+) -> Result<Option<UnixTime>, StoreError> {
     let mut next: Option<UnixTime> = None;
     for watch in store.expiry_watch().await? {
-        let found = due(&watch, &DEFAULT_THRESHOLD_DAYS, now);
+        let found = due(&watch, days, now);
         for label in &found.passed {
             store
                 .record_expiry_threshold(&watch.certificate, watch.version, label)
@@ -142,6 +153,45 @@ mod tests {
         assert_eq!(human(5 * 3600 + 600), "5 h 10 min");
         assert_eq!(human(DAY + 7200), "1 day 2 h");
         assert_eq!(human(6 * DAY + 23 * 3600), "6 days 23 h");
+    }
+
+    #[tokio::test]
+    async fn a_pass_records_each_threshold_once_and_says_when_to_look_again() {
+        use certfleet_core::{EventKind, EventQuery};
+        use certfleet_store::{Sealer, SqliteStore, suite};
+        let store = SqliteStore::open_in_memory(Sealer::from_key_bytes([7; 32])).unwrap();
+        store
+            .create_certificate(&suite::new_certificate("www", &["www.example.test"]))
+            .await
+            .unwrap();
+        let now = time::now();
+        // 90 days from 80 days ago: 10 days left, so 14d is crossed and 7d is next.
+        let version = suite::new_version("aa", now - 80 * DAY);
+        let not_after = version.not_after;
+        store.add_version("www", version).await.unwrap();
+        let days = [14, 7];
+        let next = pass(&store, &days, now).await.unwrap();
+        assert_eq!(next, Some(not_after - 7 * DAY));
+        assert_eq!(pass(&store, &days, now).await.unwrap(), next, "nothing new");
+        let expiring = EventQuery {
+            kinds: vec![EventKind::Expiring],
+            ..EventQuery::default()
+        };
+        let events = store.query_events(&expiring).await.unwrap();
+        assert_eq!(events.len(), 1, "once: {events:?}");
+        assert_eq!(events[0].details.threshold.as_deref(), Some("14d"));
+        assert!(
+            events[0]
+                .message
+                .starts_with("version 1 expires in 10 days 0 h"),
+            "{}",
+            events[0].message
+        );
+
+        // Later, past 7d: one more event; then nothing is left to wait for.
+        let later = not_after - 6 * DAY;
+        assert_eq!(pass(&store, &days, later).await.unwrap(), None);
+        assert_eq!(store.query_events(&expiring).await.unwrap().len(), 2);
     }
 
     #[test]

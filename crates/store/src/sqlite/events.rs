@@ -81,31 +81,33 @@ fn from_row(row: &Row<'_>) -> Result<Event, Fail> {
     })
 }
 
-/// The current version of every certificate, with its recorded thresholds.
+/// The current version of every certificate, with its recorded thresholds (one row per
+/// threshold, folded here; no string aggregation, so the query ports as it is).
 pub(super) fn expiry_watch(conn: &Connection) -> Result<Vec<ExpiryWatch>, Fail> {
     let mut stmt = conn.prepare(
-        "SELECT c.name, v.seq, v.not_before, v.not_after,
-            (SELECT GROUP_CONCAT(a.threshold, ' ') FROM expiry_alerts a
-             WHERE a.certificate_id = v.certificate_id AND a.seq = v.seq)
+        "SELECT c.name, v.seq, v.not_before, v.not_after, a.threshold
          FROM certificates c
          JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version
-         ORDER BY c.name",
+         LEFT JOIN expiry_alerts a ON a.certificate_id = v.certificate_id AND a.seq = v.seq
+         ORDER BY c.name, a.threshold",
     )?;
     let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
+    let mut out: Vec<ExpiryWatch> = Vec::new();
     while let Some(row) = rows.next()? {
-        let recorded: Option<String> = row.get(4)?;
-        out.push(ExpiryWatch {
-            certificate: row.get(0)?,
-            version: to_u32(row.get(1)?, "versions.seq")?,
-            not_before: row.get(2)?,
-            not_after: row.get(3)?,
-            recorded: recorded
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
-        });
+        let name: String = row.get(0)?;
+        let threshold: Option<String> = row.get(4)?;
+        if out.last().is_none_or(|w| w.certificate != name) {
+            out.push(ExpiryWatch {
+                certificate: name,
+                version: to_u32(row.get(1)?, "versions.seq")?,
+                not_before: row.get(2)?,
+                not_after: row.get(3)?,
+                recorded: Vec::new(),
+            });
+        }
+        if let (Some(t), Some(watch)) = (threshold, out.last_mut()) {
+            watch.recorded.push(t);
+        }
     }
     Ok(out)
 }
