@@ -106,7 +106,7 @@ impl WebhookNotifier {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let quoted: String = String::from_utf8_lossy(&body)
+        let quoted: String = self.redact(&String::from_utf8_lossy(&body))
             .chars()
             .take(MAX_QUOTED_BODY)
             .collect();
@@ -115,6 +115,24 @@ impl WebhookNotifier {
             reason: format!("HTTP {status}: {}", quoted.trim()),
             retryable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
         })
+    }
+
+    /// `text` with the URL, its path and every header value blanked out: a receiver that
+    /// echoes the request must not put a secret into our log.
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        let url = self.url.to_string();
+        let path = self.url.path_and_query().map(|p| p.as_str().to_string());
+        let values = self
+            .headers
+            .iter()
+            .filter_map(|(_, v)| v.to_str().ok().map(str::to_string));
+        for secret in [Some(url), path].into_iter().flatten().chain(values) {
+            if secret.len() > 1 {
+                out = out.replace(&secret, "<redacted>");
+            }
+        }
+        out
     }
 
     fn unreachable(&self, reason: String) -> NotifyError {
@@ -162,6 +180,31 @@ pub(crate) fn add_roots(
         return Err(bad("holds no PEM certificate".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_secrets_are_redacted() {
+        let mut token = HeaderValue::from_static("Bearer tok-123");
+        token.set_sensitive(true);
+        let hook = WebhookNotifier::new(
+            "chat",
+            "https://hooks.example.test/services/T0/B0/sec-456".parse().unwrap(),
+            vec![(header::AUTHORIZATION, token)],
+            &[],
+            "notifiers[0]",
+        )
+        .unwrap();
+        let echoed = "POST /services/T0/B0/sec-456 authorization: Bearer tok-123";
+        assert_eq!(
+            hook.redact(echoed),
+            "POST <redacted> authorization: <redacted>"
+        );
+        assert!(!format!("{hook:?}").contains("sec-456"));
+    }
 }
 
 /// `error: cause: cause`, for transport errors (which never carry the URL).

@@ -76,11 +76,9 @@ pub async fn import(
         challenge: existing
             .as_ref()
             .map_or(ChallengeKind::Http01, |c| c.challenge),
-        source: if issuer.is_some() {
-            Source::Acme
-        } else {
-            Source::Manual
-        },
+        // Manual until the version is stored: a pending ACME certificate without a version
+        // would be ordered by a restart in between. `set_source` below switches it.
+        source: Source::Manual,
     };
     if created {
         app.store.create_certificate(&declaration).await?;
