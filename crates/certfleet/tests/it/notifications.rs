@@ -92,7 +92,7 @@ async fn notifications_reach_a_real_smtp_sink_and_a_webhook_without_key_material
         smtp(
             "digest",
             "digest@example.test",
-            "events = [\"issued\"]\ndigest_secs = 3"
+            "events = [\"issued\"]\ndigest_secs = 8"
         ),
     );
     let config = write_config(dir.path(), &config);
