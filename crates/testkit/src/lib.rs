@@ -7,6 +7,11 @@
 //! under test must trust [`Pebble::ca_cert_path`] / [`Pebble::ca_cert_pem`]. Both processes are
 //! killed (by their own PID) and reaped when the [`Pebble`] value is dropped.
 //!
+//! Besides Pebble: [`SmtpSink`] (aiosmtpd from the testbed's virtualenv, with STARTTLS or
+//! implicit TLS and AUTH), [`WebhookReceiver`] (records requests, answers 2xx, a failure, or
+//! never), [`certbot_certonly`] (the real certbot issuing a lineage from a test Pebble) and
+//! [`TestPki`] (a root and intermediate that sign leaves for import tests).
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use certfleet_testkit::{Pebble, PebbleOptions};
