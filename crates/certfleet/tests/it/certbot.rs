@@ -189,6 +189,18 @@ async fn certbot_lineages_are_imported_and_one_renews_while_the_other_stays_byte
         "certfleet never writes into the certbot tree"
     );
 
+    let missing = dir.path().join("no-letsencrypt");
+    let out = server.cli(&["import-certbot", "--dir", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "--dir {}: no certbot installation there (neither renewal/ nor live/ exists)",
+            missing.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+
     // Running it again changes nothing.
     let out = server.cli(&[
         "import-certbot",
