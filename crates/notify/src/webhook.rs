@@ -106,7 +106,8 @@ impl WebhookNotifier {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let quoted: String = self.redact(&String::from_utf8_lossy(&body))
+        let quoted: String = self
+            .redact(&String::from_utf8_lossy(&body))
             .chars()
             .take(MAX_QUOTED_BODY)
             .collect();
@@ -182,31 +183,6 @@ pub(crate) fn add_roots(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn echoed_secrets_are_redacted() {
-        let mut token = HeaderValue::from_static("Bearer tok-123");
-        token.set_sensitive(true);
-        let hook = WebhookNotifier::new(
-            "chat",
-            "https://hooks.example.test/services/T0/B0/sec-456".parse().unwrap(),
-            vec![(header::AUTHORIZATION, token)],
-            &[],
-            "notifiers[0]",
-        )
-        .unwrap();
-        let echoed = "POST /services/T0/B0/sec-456 authorization: Bearer tok-123";
-        assert_eq!(
-            hook.redact(echoed),
-            "POST <redacted> authorization: <redacted>"
-        );
-        assert!(!format!("{hook:?}").contains("sec-456"));
-    }
-}
-
 /// `error: cause: cause`, for transport errors (which never carry the URL).
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
@@ -220,4 +196,31 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_secrets_are_redacted() {
+        let mut token = HeaderValue::from_static("Bearer tok-123");
+        token.set_sensitive(true);
+        let hook = WebhookNotifier::new(
+            "chat",
+            "https://hooks.example.test/services/T0/B0/sec-456"
+                .parse()
+                .unwrap(),
+            vec![(header::AUTHORIZATION, token)],
+            &[],
+            "notifiers[0]",
+        )
+        .unwrap();
+        let echoed = "POST /services/T0/B0/sec-456 authorization: Bearer tok-123";
+        assert_eq!(
+            hook.redact(echoed),
+            "POST <redacted> authorization: <redacted>"
+        );
+        assert!(!format!("{hook:?}").contains("sec-456"));
+    }
 }
