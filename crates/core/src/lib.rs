@@ -8,6 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod challenge;
+pub mod fleet;
+pub mod labels;
 pub mod model;
 pub mod name;
 pub mod secret;
@@ -16,6 +18,8 @@ pub mod store;
 pub mod time;
 
 pub use challenge::{ChallengeKind, Http01Challenge, TokenError, validate_token};
+pub use fleet::{AgentSeen, DeploymentRecord, DeploymentReport, NewToken, Role, TokenRecord};
+pub use labels::{LabelError, Labels, Selector};
 pub use model::{
     AccountRecord, CertName, Certificate, CertificateStatus, Event, EventKind, KeyKind,
     NewCertificate, NewVersion, Source, Version,

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::challenge::ChallengeKind;
+use crate::labels::Labels;
 use crate::name::DnsName;
 use crate::secret::Secret;
 use crate::time::UnixTime;
@@ -248,6 +249,9 @@ pub struct Certificate {
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
+    /// Labels (`app=www`) that select the agents which receive it.
+    #[serde(default)]
+    pub labels: Labels,
 }
 
 impl Certificate {
@@ -336,6 +340,18 @@ pub enum EventKind {
     Deleted,
     /// An ACME account was registered.
     AccountCreated,
+    /// An agent verified by TLS handshake that the current version is served.
+    Deployed,
+    /// An agent could not deploy a version (check, reload or verification failed).
+    DeployFailed,
+    /// An agent's endpoint serves another certificate than the one deployed.
+    ServedMismatch,
+    /// A certificate's labels changed.
+    LabelsChanged,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
 }
 
 impl EventKind {
@@ -348,6 +364,12 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Deleted => "deleted",
             EventKind::AccountCreated => "account_created",
+            EventKind::Deployed => "deployed",
+            EventKind::DeployFailed => "deploy_failed",
+            EventKind::ServedMismatch => "served_mismatch",
+            EventKind::LabelsChanged => "labels_changed",
+            EventKind::TokenCreated => "token_created",
+            EventKind::TokenRevoked => "token_revoked",
         }
     }
 }
@@ -362,6 +384,12 @@ impl FromStr for EventKind {
             EventKind::Failed,
             EventKind::Deleted,
             EventKind::AccountCreated,
+            EventKind::Deployed,
+            EventKind::DeployFailed,
+            EventKind::ServedMismatch,
+            EventKind::LabelsChanged,
+            EventKind::TokenCreated,
+            EventKind::TokenRevoked,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -16,6 +16,7 @@
 //! [`run_all`] on an empty one.
 
 mod certificates;
+mod fleet;
 mod records;
 mod versions;
 
@@ -28,6 +29,7 @@ use certfleet_core::{
 pub use certificates::{
     certificate_lifecycle, delete_cascades, order_url_round_trip, status_transitions,
 };
+pub use fleet::{confirmations, deployments, labels, revision, tokens};
 pub use records::{accounts, challenges, events};
 pub use versions::versions_and_keys;
 
@@ -44,6 +46,11 @@ pub async fn run_all(store: &dyn Store) {
     accounts(store).await;
     challenges(store).await;
     events(store).await;
+    labels(store).await;
+    tokens(store).await;
+    deployments(store).await;
+    confirmations(store).await;
+    revision(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.

@@ -2,7 +2,7 @@
 
 use certfleet_core::time::{self, UnixTime};
 use certfleet_core::{
-    CertName, Certificate, CertificateStatus, DnsName, NewCertificate, Source, StoreError,
+    CertName, Certificate, CertificateStatus, DnsName, Labels, NewCertificate, Source, StoreError,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
@@ -14,7 +14,7 @@ const ID_BYTES: usize = 16;
 /// Columns of a [`Certificate`], with `not_after` from its current version.
 const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
         c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
-        c.next_due, c.order_url, c.created_at, c.updated_at
+        c.next_due, c.order_url, c.created_at, c.updated_at, c.labels
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -61,6 +61,7 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         order_url: None,
         created_at: now,
         updated_at: now,
+        labels: Labels::new(),
     })
 }
 
@@ -159,7 +160,25 @@ fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         order_url: row.get(13)?,
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
+        labels: parse_labels(&row.get::<_, String>(16)?)?,
     })
+}
+
+fn parse_labels(json: &str) -> Result<Labels, Fail> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("column labels: {e}")))
+}
+
+/// Replace the labels of `name`.
+pub(super) fn set_labels(conn: &Connection, name: &str, labels: &Labels) -> Result<(), Fail> {
+    let json = serde_json::to_string(labels).map_err(|e| StoreError::Backend(e.into()))?;
+    let changed = conn.execute(
+        "UPDATE certificates SET labels = ?2, updated_at = ?3 WHERE name = ?1",
+        params![name, json, time::now()],
+    )?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    Ok(())
 }
 
 fn parse_domains(json: &str) -> Result<Vec<DnsName>, Fail> {
@@ -173,7 +192,7 @@ fn parse_source(text: &str) -> Result<Source, Fail> {
         .ok_or_else(|| corrupt(format!("column source: unknown source {text:?}")))
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     e.sqlite_error().is_some_and(|err| {
         err.code == ErrorCode::ConstraintViolation
             && err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
