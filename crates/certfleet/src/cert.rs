@@ -102,12 +102,33 @@ pub enum CertCommand {
         conn: Connection,
     },
     /// Write the current version as cert.pem, chain.pem, fullchain.pem, privkey.pem, bundle.pem.
+    #[command(
+        after_help = "All five files are written to temporary names first and renamed \
+into place only when every one is ready, so a server never sees a new certificate beside an old \
+key. Replaced files keep their owner, group and mode (a key keeps its group and group-read bit, \
+never bits for others); new files get 0644, keys 0600 (0640 with --group). A directory certfleet \
+creates gets 0755 whatever the umask. Symbolic links in place of the files are refused.\n\n\
+Example: certfleet cert export www --dir /etc/ssl/www --group www-data"
+    )]
     Export {
         /// Certificate name.
         name: String,
         /// Directory to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        /// Owner of the files (user name or uid; needs root) [default: kept, or you].
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        /// Group of the files, e.g. the web server's (name or gid); keys become 0640.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Mode of the files without the key, in octal [default: kept, or 0644].
+        #[arg(long, value_name = "MODE")]
+        mode: Option<String>,
+        /// Mode of privkey.pem and bundle.pem, in octal, never open to others
+        /// [default: kept (group-read at most), or 0600, or 0640 with --group].
+        #[arg(long, value_name = "MODE")]
+        key_mode: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -184,14 +205,38 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
             eprintln!("{name}: removed");
             Ok(())
         }
-        CertCommand::Export { name, dir, conn } => {
+        CertCommand::Export {
+            name,
+            dir,
+            owner,
+            group,
+            mode,
+            key_mode,
+            conn,
+        } => {
+            let flags = export::OwnershipFlags {
+                owner,
+                group,
+                mode,
+                key_mode,
+            };
+            let ownership = flags.resolve()?;
             let bundle: BundleView = connect(conn)?
                 .get(&format!("{}/bundle", cert_path(&name)))
                 .await?;
-            let files = export::write_bundle(&dir, &bundle)
-                .map_err(|e| CliError::failure(format!("writing into {}: {e}", dir.display())))?;
+            let report = export::write_bundle(&dir, &bundle, ownership)?;
+            let files: Vec<String> = report
+                .files
+                .iter()
+                .map(|f| format!("{} ({:04o})", f.name, f.attrs.mode))
+                .collect();
+            let verb = if report.changed {
+                "written to"
+            } else {
+                "already in"
+            };
             eprintln!(
-                "{name}: version {} (serial {}) written to {}: {}",
+                "{name}: version {} (serial {}) {verb} {}: {}",
                 bundle.version,
                 bundle.serial,
                 dir.display(),
