@@ -14,7 +14,7 @@ const WAIT_POLL_FIRST: Duration = Duration::from_millis(10);
 /// Longest interval between status checks while waiting.
 const WAIT_POLL_MAX: Duration = Duration::from_millis(250);
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct Connection {
     /// URL of the server's REST API (default: from the data directory's server.json).
     #[arg(long, global = true, env = "CERTFLEET_SERVER", value_name = "URL")]
@@ -28,6 +28,21 @@ pub struct Connection {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// With an https:// --server: trust the CA certificates in this PEM file (the server's
+    /// tls/ca.pem).
+    #[arg(long, global = true, env = "CERTFLEET_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// With an https:// --server: pin this SHA-256 fingerprint (`certfleet server info`).
+    #[arg(long, global = true, env = "CERTFLEET_PIN", value_name = "SHA256")]
+    pin: Option<String>,
+}
+
+impl Connection {
+    /// Connect as these flags say, falling back to the data directory.
+    pub fn connect(self, data_dir: &std::path::Path) -> Result<Api, CliError> {
+        let trust = crate::remote::trust(self.ca_file, self.pin)?;
+        Api::connect(self.server, self.token, &trust, data_dir)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +69,9 @@ pub enum CertCommand {
         /// Key kind for every version.
         #[arg(long, value_name = "KIND", value_parser = ["ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096"])]
         key: Option<String>,
+        /// Label KEY=VALUE that selects the agents receiving it (app=www); repeatable.
+        #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+        labels: Vec<String>,
         /// Wait until the certificate is issued or issuance failed.
         #[arg(long)]
         wait: bool,
@@ -91,6 +109,21 @@ pub enum CertCommand {
         /// How long --wait waits, in seconds.
         #[arg(long, default_value_t = 600, value_name = "SECS")]
         timeout: u64,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Set or remove labels: KEY=VALUE sets, KEY- removes. Agents whose selector matches the
+    /// new labels receive the certificate.
+    #[command(after_help = "Example:\n  certfleet cert label www app=www tier=edge canary-")]
+    Label {
+        /// Certificate name.
+        name: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        #[arg(required = true, value_name = "KEY=VALUE|KEY-")]
+        changes: Vec<String>,
+        /// Print the certificate as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -135,17 +168,20 @@ Example: certfleet cert export www --dir /etc/ssl/www --group www-data"
 }
 
 pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
-    let connect = |c: Connection| Api::connect(c.server, c.token, &data_dir);
+    let connect = |c: Connection| c.connect(&data_dir);
     match cmd {
         CertCommand::Add {
             name,
             domains,
             issuer,
             key,
+            labels,
             wait,
             timeout,
             conn,
         } => {
+            let labels = certfleet_core::Labels::parse_pairs(labels.iter().map(String::as_str))
+                .map_err(|e| CliError::failure(format!("--label: {e}")))?;
             let api = connect(conn)?;
             let body = AddCertificate {
                 name: name.clone(),
@@ -153,6 +189,7 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
                 issuer,
                 key,
                 challenge: None,
+                labels: labels.as_map().clone(),
             };
             let view: CertificateView = api.post("/api/v1/certificates", Some(&body)).await?;
             eprintln!(
@@ -200,6 +237,35 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
             }
             Ok(())
         }
+        CertCommand::Label {
+            name,
+            changes,
+            json,
+            conn,
+        } => {
+            let patch = label_patch(&changes)?;
+            let view: CertificateView = connect(conn)?
+                .patch(&format!("{}/labels", cert_path(&name)), &patch)
+                .await?;
+            if json {
+                return print_json(&view);
+            }
+            let labels: Vec<String> = view
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprintln!(
+                "{name}: labels {}; {} agent(s) entitled",
+                if labels.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    labels.join(",")
+                },
+                view.deployed.entitled
+            );
+            Ok(())
+        }
         CertCommand::Rm { name, conn } => {
             connect(conn)?.delete(&cert_path(&name)).await?;
             eprintln!("{name}: removed");
@@ -245,6 +311,27 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `KEY=VALUE` / `KEY-` arguments as a JSON merge patch (null removes).
+fn label_patch(
+    changes: &[String],
+) -> Result<std::collections::BTreeMap<String, Option<String>>, CliError> {
+    let mut patch = std::collections::BTreeMap::new();
+    for change in changes {
+        if let Some(key) = change.strip_suffix('-').filter(|k| !k.contains('=')) {
+            certfleet_core::labels::check_key(key).map_err(|e| CliError::failure(e.to_string()))?;
+            patch.insert(key.to_string(), None);
+        } else {
+            let (k, v) = certfleet_core::labels::parse_pair(change).map_err(|e| {
+                CliError::failure(format!(
+                    "{e}; use KEY=VALUE to set a label or KEY- to remove one"
+                ))
+            })?;
+            patch.insert(k, Some(v));
+        }
+    }
+    Ok(patch)
 }
 
 fn cert_path(name: &str) -> String {
@@ -325,6 +412,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
         "DAYS LEFT",
         "AUTO-RENEW",
         "STATUS",
+        "DEPLOYED",
         "LAST ERROR",
     ];
     let rows: Vec<Vec<String>> = certs
@@ -343,11 +431,21 @@ pub fn list_table(certs: &[CertificateView]) -> String {
                     .unwrap_or_else(|| "-".into()),
                 if c.auto_renew { "yes" } else { "no" }.into(),
                 c.status.clone(),
+                deployed_cell(c),
                 c.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     table::render(&header, &rows)
+}
+
+/// `in sync/entitled`, or `-` when no agent is entitled.
+fn deployed_cell(c: &CertificateView) -> String {
+    if c.deployed.entitled == 0 {
+        "-".into()
+    } else {
+        format!("{}/{}", c.deployed.in_sync, c.deployed.entitled)
+    }
 }
 
 fn show_text(d: &CertificateDetail) -> String {
@@ -366,6 +464,23 @@ fn show_text(d: &CertificateDetail) -> String {
             .map(|d| d.to_string())
             .unwrap_or_else(|| "-".into()),
     );
+    let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    out.push_str(&format!(
+        "Labels:      {}\nDeployed:    {}\n",
+        if labels.is_empty() {
+            "-".to_string()
+        } else {
+            labels.join(",")
+        },
+        if c.deployed.entitled == 0 {
+            "no agent is entitled".to_string()
+        } else {
+            format!(
+                "{} of {} agents serve the current version",
+                c.deployed.in_sync, c.deployed.entitled
+            )
+        }
+    ));
     if let Some(e) = &c.last_error {
         out.push_str(&format!("Last error:  {e}\n"));
     }

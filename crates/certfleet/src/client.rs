@@ -11,12 +11,10 @@ use certfleet_server::datadir::DataDir;
 use certfleet_server::problem::Problem;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::remote::{HttpClient, Trust};
 use crate::{CliError, exit};
 
 /// Bound on one API request.
@@ -26,14 +24,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Api {
     base: String,
     token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
 
 impl Api {
-    /// From flags, falling back to the data directory.
+    /// From flags, falling back to the data directory; `trust` says how an https:// server's
+    /// certificate is checked (see `remote.rs`).
     pub fn connect(
         server: Option<String>,
         token: Option<String>,
+        trust: &Trust,
         data_dir: &Path,
     ) -> Result<Self, CliError> {
         let data = DataDir::new(data_dir);
@@ -49,12 +49,7 @@ impl Api {
                 )
             })?,
         };
-        let base = base.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            return Err(CliError::failure(format!(
-                "--server {base:?}: only http:// URLs are supported by this version (the API listens on loopback)"
-            )));
-        }
+        let base = crate::remote::check_url(&base)?;
         let token = match token {
             Some(t) => t,
             None => data.read_token().map_err(|e| {
@@ -67,9 +62,7 @@ impl Api {
                 )
             })?,
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new()).build(connector);
+        let http = crate::remote::client(trust)?;
         Ok(Self { base, token, http })
     }
 
@@ -86,6 +79,16 @@ impl Api {
         body: Option<&B>,
     ) -> Result<T, CliError> {
         let body = self.send(Method::POST, path, body).await?;
+        decode(&body)
+    }
+
+    /// PATCH a JSON body and decode the answer.
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
+        let body = self.send(Method::PATCH, path, Some(body)).await?;
         decode(&body)
     }
 
@@ -125,7 +128,7 @@ impl Api {
         let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request))
             .await
             .map_err(|_| unreachable(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))?
-            .map_err(|e| unreachable(error_chain(&e)))?;
+            .map_err(|e| unreachable(crate::remote::describe(&e)))?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -167,15 +170,4 @@ fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, CliError> {
     serde_json::from_slice(body)
         .map_err(|e| CliError::failure(format!("unexpected answer from the server: {e}")))
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

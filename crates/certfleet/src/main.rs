@@ -1,8 +1,11 @@
 //! `certfleet`: the control plane (`certfleet server`) and the CLI that talks to it.
 
 mod cert;
+mod check;
 mod client;
 mod export;
+mod fleet_cli;
+mod remote;
 mod server;
 mod table;
 
@@ -24,7 +27,8 @@ pub mod exit {
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (invalid input, refused by the server), \
-2 usage error, 3 server unreachable or token refused, 4 issuance failed (--wait), 5 timed out (--wait).";
+2 usage error, 3 server unreachable or token refused, 4 issuance failed (--wait), 5 timed out (--wait); \
+`check` adds 6-9 (see `certfleet check --help`).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,17 +56,27 @@ struct Cli {
 enum Command {
     /// Run the control plane: REST API, HTTP-01 responder and background issuance.
     Server(server::ServerArgs),
-    /// Manage certificates (add, ls, show, renew, rm, export).
+    /// Manage certificates (add, ls, show, label, renew, rm, export).
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Run the agent on a web server (--config F [--once]), or list agents and manage their
+    /// tokens (ls, token).
+    Agent(fleet_cli::AgentArgs),
+    /// Manage API tokens of any role (admin, viewer, agent).
+    #[command(subcommand)]
+    Token(fleet_cli::TokenCommand),
+    /// Show what an endpoint really serves, and whether it is valid, trusted and current.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The agent is small and mostly idle: one thread keeps its memory and wake-ups low.
+    let mut builder = match &cli.command {
+        Command::Agent(args) if args.runs_agent() => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -77,6 +91,22 @@ fn main() -> ExitCode {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 cert::run(cmd, dir).await
             }
+            Command::Agent(args) if args.runs_agent() => {
+                init_logs();
+                fleet_cli::run_agent(args).await
+            }
+            Command::Agent(args) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                fleet_cli::run_agent_command(args, dir).await
+            }
+            Command::Token(cmd) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                fleet_cli::run_token(cmd, dir).await
+            }
+            Command::Check(args) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                check::run(args, dir).await
+            }
         }
     });
     match result {
@@ -86,6 +116,19 @@ fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// Logs to standard error, filtered by `CERTFLEET_LOG` (default `info`).
+pub fn init_logs() {
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CERTFLEET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// An error with the exit code it should produce.

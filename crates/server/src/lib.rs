@@ -1,15 +1,19 @@
 //! certfleet's control plane: configuration ([`config`]), the data directory of the embedded
 //! default ([`datadir`]), shared input checks ([`validate`]), background issuance ([`issuance`]), the REST API ([`api`]) with its
-//! JSON shapes ([`views`]) and errors ([`problem`]), and start-up ([`app`]).
+//! JSON shapes ([`views`]) and errors ([`problem`]), the fleet of agents ([`fleet`]: roles,
+//! tokens, labels, the agent routes, HTTP-01 across the fleet), the API over TLS ([`tls`]), and
+//! start-up ([`app`]).
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod datadir;
+pub mod fleet;
 pub mod fsutil;
 pub mod issuance;
 pub mod problem;
+pub mod tls;
 pub mod validate;
 pub mod views;
 

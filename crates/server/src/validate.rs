@@ -95,5 +95,6 @@ pub fn validate_certificate(
         issuer: issuer.to_string(),
         key,
         challenge,
+        labels: None,
     })
 }
