@@ -16,10 +16,17 @@ struct Outcome {
     hook: Option<HookOutcome>,
     error: Option<String>,
     rolled_back: bool,
+    /// Why nothing was reloaded or verified although the files are in place.
+    not_running: Option<String>,
 }
 
-/// Deploy `bundle` to every target in `targets` and sum it up in one report.
-pub async fn deploy(bundle: &Bundle, targets: &[&TargetSettings]) -> DeploymentReport {
+/// Deploy `bundle` to every target in `targets` and sum it up in one report; the second value
+/// says why nothing was verified when a web server was not running (not a failure).
+pub async fn deploy(
+    bundle: &Bundle,
+    targets: &[&TargetSettings],
+) -> (DeploymentReport, Option<String>) {
+    let mut not_running = None;
     let mut report = DeploymentReport {
         certificate: bundle.name.clone(),
         version: bundle.version,
@@ -34,6 +41,9 @@ pub async fn deploy(bundle: &Bundle, targets: &[&TargetSettings]) -> DeploymentR
     for target in targets {
         let outcome = deploy_one(bundle, target).await;
         report.verified &= outcome.verified;
+        if outcome.not_running.is_some() {
+            not_running = outcome.not_running.clone();
+        }
         if report.served_serial.is_none() || outcome.error.is_some() {
             report.served_serial = outcome.served_serial.or(report.served_serial);
         }
@@ -46,7 +56,7 @@ pub async fn deploy(bundle: &Bundle, targets: &[&TargetSettings]) -> DeploymentR
             report.rolled_back = outcome.rolled_back;
         }
     }
-    report.bounded()
+    (report.bounded(), not_running)
 }
 
 async fn deploy_one(bundle: &Bundle, t: &TargetSettings) -> Outcome {
@@ -60,6 +70,7 @@ async fn deploy_one(bundle: &Bundle, t: &TargetSettings) -> Outcome {
         hook,
         error: Some(error),
         rolled_back,
+        not_running: None,
     };
     let deployment = match t.target.deploy(bundle).await {
         Ok(d) => d,
@@ -80,6 +91,21 @@ async fn deploy_one(bundle: &Bundle, t: &TargetSettings) -> Outcome {
             return fail(format!("check {}", out.summary()), Some(out), rolled, None);
         }
         last_hook = Some(out);
+    }
+    if !listening(&t.verify).await {
+        // A node at boot (`agent --once` before the web server starts): the files are in place
+        // and the server will read them when it starts; there is nothing to reload or verify.
+        return Outcome {
+            verified: false,
+            served_serial: None,
+            hook: last_hook,
+            error: None,
+            rolled_back: false,
+            not_running: Some(format!(
+                "files in place at {location}; nothing listens on {}, so nothing was reloaded or verified",
+                t.verify
+            )),
+        };
     }
     if let Some(reload) = &t.reload {
         let out = run_hook(reload, &env).await;
@@ -109,6 +135,7 @@ async fn deploy_one(bundle: &Bundle, t: &TargetSettings) -> Outcome {
                 hook: last_hook,
                 error: None,
                 rolled_back: false,
+                not_running: None,
             }
         }
         Wait::TimedOut {
@@ -129,6 +156,20 @@ async fn deploy_one(bundle: &Bundle, t: &TargetSettings) -> Outcome {
             let rolled = rollback(t, &bundle.name, t.reload.as_ref(), &env).await;
             fail(error, last_hook, rolled, last_serial)
         }
+    }
+}
+
+/// Whether something accepts TCP connections on `endpoint` (refused means the web server is
+/// not running; anything else is left to the handshakes to judge).
+async fn listening(endpoint: &str) -> bool {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(endpoint),
+    )
+    .await
+    {
+        Ok(Err(e)) => e.kind() != std::io::ErrorKind::ConnectionRefused,
+        _ => true,
     }
 }
 

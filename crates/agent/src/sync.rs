@@ -38,6 +38,8 @@ pub struct Summary {
     pub up_to_date: Vec<String>,
     /// Certificates whose deployment failed, with why.
     pub failed: Vec<(String, String)>,
+    /// Certificates written but not verified because the web server is not running, with why.
+    pub unverified: Vec<(String, String)>,
 }
 
 /// The bundle route's answer.
@@ -63,6 +65,9 @@ struct Agent {
     pending: BTreeMap<String, DeploymentReport>,
     /// What the server was last told, by certificate (serial, verified).
     told: HashMap<String, (String, bool, Option<String>)>,
+    /// Whether a report reached the server since start (the first one says the agent exists,
+    /// whether it answers HTTP-01 and how its clock is set, even with nothing to deploy).
+    introduced: bool,
 }
 
 /// Run the agent. With `once`: one full sync and deployment, then return what was done;
@@ -88,6 +93,7 @@ pub async fn run(config: AgentConfig, once: bool) -> Result<Summary, AgentError>
         failed_at: HashMap::new(),
         pending: BTreeMap::new(),
         told: HashMap::new(),
+        introduced: false,
     };
     if once {
         return agent.once().await;
@@ -228,7 +234,7 @@ impl Agent {
         }
         let bundle = self.bundle(&name).await?;
         tracing::info!(certificate = %name, version = bundle.version, serial = %bundle.serial, "deploying");
-        let report = deployer::deploy(&bundle, &targets).await;
+        let (report, not_running) = deployer::deploy(&bundle, &targets).await;
         let entry = CertState {
             version: bundle.version,
             serial: bundle.serial.clone(),
@@ -238,6 +244,10 @@ impl Agent {
         if report.verified {
             self.failed_at.remove(&name);
             summary.deployed.push(name.clone());
+        } else if let (Some(why), None) = (not_running, &report.error) {
+            self.failed_at
+                .insert(name.clone(), (bundle.serial.clone(), Instant::now()));
+            summary.unverified.push((name.clone(), why));
         } else {
             self.failed_at
                 .insert(name.clone(), (bundle.serial.clone(), Instant::now()));
@@ -295,7 +305,7 @@ impl Agent {
     }
 
     async fn flush_reports(&mut self) -> Result<(), AgentError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.introduced {
             return Ok(());
         }
         let reports: Vec<DeploymentReport> = self.pending.values().cloned().collect();
@@ -307,6 +317,7 @@ impl Agent {
         self.client
             .post("/api/v1/agent/report", &body, REQUEST_TIMEOUT)
             .await?;
+        self.introduced = true;
         for r in reports {
             self.told.insert(
                 r.certificate.clone(),

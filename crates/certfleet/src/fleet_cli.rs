@@ -152,6 +152,9 @@ pub async fn run_agent(args: AgentArgs) -> Result<(), CliError> {
             for name in &summary.up_to_date {
                 eprintln!("{name}: already deployed and verified");
             }
+            for (name, why) in &summary.unverified {
+                eprintln!("{name}: {why}");
+            }
             if summary.failed.is_empty() {
                 return Ok(());
             }

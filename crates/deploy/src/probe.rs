@@ -5,7 +5,7 @@
 //! (the signature is verified with the leaf's public key), but the chain itself is accepted
 //! whatever it is and then inspected, so that an expired or self-made certificate can still be
 //! reported. [`wait_for_serial`] polls (10 ms, growing to 250 ms) until the wanted serial is
-//! served or a deadline passes; there are no fixed sleeps.
+//! served in three handshakes in a row, or a deadline passes; there are no fixed sleeps.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -27,6 +27,12 @@ use crate::DeployError;
 pub const POLL_FIRST: Duration = Duration::from_millis(10);
 /// Longest interval between handshakes while waiting for a serial.
 pub const POLL_MAX: Duration = Duration::from_millis(250);
+/// Handshakes in a row that must show the new serial. Right after a reload, nginx's old
+/// workers still accept connections for a moment beside the new ones; one lucky handshake with
+/// a new worker does not prove that every connection gets the new certificate.
+pub const CONFIRMATIONS: u32 = 3;
+/// Pause between the confirming handshakes.
+pub const CONFIRM_SPACING: Duration = Duration::from_millis(50);
 
 /// Details of the served leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -259,7 +265,8 @@ pub enum Wait {
     },
 }
 
-/// Handshake with `endpoint` until it serves `serial` or `timeout` passes.
+/// Handshake with `endpoint` until it serves `serial` in [`CONFIRMATIONS`] handshakes in a
+/// row, or `timeout` passes.
 pub async fn wait_for_serial(
     endpoint: &str,
     server_name: &str,
@@ -270,17 +277,32 @@ pub async fn wait_for_serial(
     let deadline = started + timeout;
     let mut interval = POLL_FIRST;
     let mut last_serial = None;
+    let mut in_a_row = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let last_error = match fetch(endpoint, server_name, left.max(Duration::from_millis(1)))
-            .await
-        {
-            Ok(served) if served.leaf.serial == serial => return Wait::Served(started.elapsed()),
+        let attempt = fetch(endpoint, server_name, left.max(Duration::from_millis(1))).await;
+        let last_error = match attempt {
+            Ok(served) if served.leaf.serial == serial => {
+                in_a_row += 1;
+                if in_a_row >= CONFIRMATIONS {
+                    return Wait::Served(started.elapsed());
+                }
+                last_serial = Some(served.leaf.serial);
+                if Instant::now() + CONFIRM_SPACING < deadline {
+                    tokio::time::sleep(CONFIRM_SPACING).await;
+                    continue;
+                }
+                None
+            }
             Ok(served) => {
+                in_a_row = 0;
                 last_serial = Some(served.leaf.serial);
                 None
             }
-            Err(e) => Some(e.to_string()),
+            Err(e) => {
+                in_a_row = 0;
+                Some(e.to_string())
+            }
         };
         if Instant::now() + interval >= deadline {
             return Wait::TimedOut {
