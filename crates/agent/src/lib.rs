@@ -42,6 +42,15 @@ pub enum AgentError {
         /// Why.
         reason: String,
     },
+    /// The server's TLS certificate is not the one trusted (a pinned fingerprint that does
+    /// not match); retrying does not help.
+    #[error("refusing the certfleet server at {server}: {reason}")]
+    Untrusted {
+        /// The server's URL.
+        server: String,
+        /// What was presented and what was expected.
+        reason: String,
+    },
     /// The server answered with an error.
     #[error("the server refused the request (HTTP {status}): {detail}")]
     Refused {

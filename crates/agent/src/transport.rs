@@ -112,12 +112,12 @@ fn is_loopback(authority: &str) -> bool {
 
 /// An error as one line, with a pinned-fingerprint mismatch said plainly.
 pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(mismatch) = find_pin_mismatch(err) {
+        return mismatch;
+    }
     let mut parts = Vec::new();
     let mut node: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = node {
-        if let Some(mismatch) = pin_mismatch(e) {
-            return mismatch;
-        }
         let text = e.to_string();
         if !parts.iter().any(|p: &String| p.contains(&text)) {
             parts.push(text);
@@ -127,11 +127,28 @@ pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The pinned-fingerprint mismatch somewhere in `err`'s chain, said plainly.
+pub fn find_pin_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut node: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = node {
+        if let Some(mismatch) = pin_mismatch(e) {
+            return Some(mismatch);
+        }
+        node = e.source();
+    }
+    None
+}
+
 fn pin_mismatch(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let rustls_error = match e.downcast_ref::<std::io::Error>() {
-        Some(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
-        None => e.downcast_ref::<rustls::Error>()?,
-    };
+    // io::Error hides what it wraps from `source()`; connectors nest them, so unwrap by hand.
+    let mut e = e;
+    while let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        e = inner;
+    }
+    let rustls_error = e.downcast_ref::<rustls::Error>()?;
     match rustls_error {
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other
             .0
@@ -212,11 +229,17 @@ impl ServerClient {
             reason,
         };
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| unreachable(describe_error(&e)))?;
+            let response =
+                self.http
+                    .request(request)
+                    .await
+                    .map_err(|e| match find_pin_mismatch(&e) {
+                        Some(reason) => AgentError::Untrusted {
+                            server: self.base.clone(),
+                            reason,
+                        },
+                        None => unreachable(describe_error(&e)),
+                    })?;
             let status = response.status();
             let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
                 .collect()

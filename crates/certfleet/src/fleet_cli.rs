@@ -168,9 +168,10 @@ pub async fn run_agent(args: AgentArgs) -> Result<(), CliError> {
                 lines.join("\n  ")
             )))
         }
-        Err(e @ certfleet_agent::AgentError::Unreachable { .. }) => {
-            Err(CliError::with_code(exit::UNREACHABLE, e.to_string()))
-        }
+        Err(
+            e @ (certfleet_agent::AgentError::Unreachable { .. }
+            | certfleet_agent::AgentError::Untrusted { .. }),
+        ) => Err(CliError::with_code(exit::UNREACHABLE, e.to_string())),
         Err(e @ certfleet_agent::AgentError::Refused { status: 401, .. }) => {
             Err(CliError::with_code(
                 exit::UNREACHABLE,

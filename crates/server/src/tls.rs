@@ -63,7 +63,8 @@ pub struct TlsSettings {
 pub struct TlsSetup {
     /// For the acceptor.
     pub config: Arc<rustls::ServerConfig>,
-    /// SHA-256 of the certificate to pin (`AB:CD:...`): the internal CA, or the given leaf.
+    /// SHA-256 of the certificate to pin (`SHA256:AB:CD:...`): the internal CA, or the given
+    /// leaf.
     pub fingerprint: String,
     /// The CA file agents can trust (internal CA only).
     pub ca_file: Option<PathBuf>,
@@ -75,7 +76,7 @@ pub fn setup(data: &DataDir, settings: &TlsSettings) -> Result<TlsSetup, ServerE
         (Some(cert), Some(key)) => {
             let chain = read_chain(cert)?;
             let key = read_key(key)?;
-            let fingerprint = certfleet_deploy::probe::fingerprint(&chain[0]);
+            let fingerprint = format!("SHA256:{}", certfleet_deploy::probe::fingerprint(&chain[0]));
             (chain, key, fingerprint, None)
         }
         (None, None) => internal_ca(data, &settings.names)?,
@@ -161,7 +162,10 @@ impl CaFiles {
     pub fn fingerprint(&self) -> Option<String> {
         let pem = std::fs::read(self.ca()).ok()?;
         let der = CertificateDer::from_pem_slice(&pem).ok()?;
-        Some(certfleet_deploy::probe::fingerprint(&der))
+        Some(format!(
+            "SHA256:{}",
+            certfleet_deploy::probe::fingerprint(&der)
+        ))
     }
 }
 
@@ -214,7 +218,7 @@ fn internal_ca(data: &DataDir, extra_names: &[String]) -> Result<Loaded, ServerE
     let key = read_key(&files.server_key())?;
     let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
         .map_err(|e| ServerError::Startup(format!("{}: {e}", files.ca().display())))?;
-    let fingerprint = certfleet_deploy::probe::fingerprint(&ca_der);
+    let fingerprint = format!("SHA256:{}", certfleet_deploy::probe::fingerprint(&ca_der));
     Ok((chain, key, fingerprint, Some(files.ca())))
 }
 

@@ -2,9 +2,13 @@
 
 mod agents;
 mod bad_input;
+mod check;
+mod entitlement;
 mod export;
 mod fleet_harness;
+mod fleet_http01;
 mod harness;
 mod issuance;
 mod issuers;
 mod lifecycle;
+mod tls_api;

@@ -100,6 +100,60 @@ impl Solver for FleetHttp01 {
 
     async fn present(&self, challenges: &[PendingChallenge]) -> Result<(), SolverError> {
         self.inner.present(challenges).await?;
+        // Withdraw the responses if waiting fails or is cancelled: the issuer cleans up only
+        // after a successful present.
+        let mut guard = Withdraw {
+            inner: Some(self.inner.clone()),
+            challenges: challenges.to_vec(),
+        };
+        let result = self.wait_for_confirmations(challenges).await;
+        match &result {
+            Ok(()) => guard.inner = None,
+            Err(_) => {
+                let inner = guard.inner.take();
+                if let Some(Err(e)) = match inner {
+                    Some(inner) => Some(inner.cleanup(challenges).await),
+                    None => None,
+                } {
+                    tracing::warn!(error = %e, "could not withdraw HTTP-01 responses");
+                }
+            }
+        }
+        result
+    }
+
+    async fn cleanup(&self, challenges: &[PendingChallenge]) -> Result<(), SolverError> {
+        self.inner.cleanup(challenges).await
+    }
+}
+
+/// Withdraws the responses when dropped armed (the waiting future was cancelled).
+struct Withdraw {
+    inner: Option<Arc<dyn Solver>>,
+    challenges: Vec<PendingChallenge>,
+}
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            let challenges = std::mem::take(&mut self.challenges);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = inner.cleanup(&challenges).await {
+                        tracing::warn!(error = %e, "could not withdraw HTTP-01 responses after a cancellation");
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl FleetHttp01 {
+    /// Wait until every agent that must confirm did, or the timeout passes.
+    async fn wait_for_confirmations(
+        &self,
+        challenges: &[PendingChallenge],
+    ) -> Result<(), SolverError> {
         let Some(certificate) = challenges.first().map(|c| c.certificate.clone()) else {
             return Ok(());
         };
@@ -134,9 +188,5 @@ impl Solver for FleetHttp01 {
             tokio::time::sleep(interval).await;
             interval = (interval * 3 / 2).min(CONFIRM_POLL_MAX);
         }
-    }
-
-    async fn cleanup(&self, challenges: &[PendingChallenge]) -> Result<(), SolverError> {
-        self.inner.cleanup(challenges).await
     }
 }
