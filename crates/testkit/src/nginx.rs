@@ -36,6 +36,8 @@ pub struct NginxOptions {
     pub http_listen: Option<SocketAddr>,
     /// Where the HTTP listener forwards challenge requests.
     pub acme_proxy: Option<SocketAddr>,
+    /// Or: the webroot from which the HTTP listener serves `/.well-known/acme-challenge/`.
+    pub acme_webroot: Option<PathBuf>,
     /// Write no placeholder certificate (a node whose agent provides it before nginx starts).
     pub no_placeholder: bool,
 }
@@ -49,6 +51,7 @@ impl NginxOptions {
             tls_listen: None,
             http_listen: None,
             acme_proxy: None,
+            acme_webroot: None,
             no_placeholder: false,
         }
     }
@@ -195,6 +198,13 @@ impl Nginx {
         let o = &self.options;
         let cert_dir = self.cert_dir();
         let http = match (o.http_listen, o.acme_proxy) {
+            (Some(listen), None) if o.acme_webroot.is_some() => format!(
+                "  server {{\n    listen {listen};\n    location /.well-known/acme-challenge/ {{\n      root {};\n      default_type application/octet-stream;\n    }}\n    location / {{ return 404; }}\n  }}\n",
+                o.acme_webroot
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
             (Some(listen), Some(proxy)) => format!(
                 "  server {{\n    listen {listen};\n    location /.well-known/acme-challenge/ {{\n      proxy_pass http://{proxy};\n      proxy_set_header Host $host;\n    }}\n    location / {{ return 404; }}\n  }}\n"
             ),

@@ -364,3 +364,38 @@ async fn an_agent_killed_between_writing_and_reloading_converges_after_restart()
 fn stderr_free_of_panics(log: &str) -> bool {
     !log.contains("panicked")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_keeps_its_files_while_the_server_is_down_and_resyncs_when_it_is_back() {
+    let (_pebble, tmp, mut server) = tls_server(PebbleOptions::fast()).await;
+    let mut fleet = nodes(&server, tmp.path(), 1);
+    fleet[0].agent.start();
+    add_www(&server);
+    let first = current_serial(&server, "www");
+    let all: Vec<_> = fleet.iter().collect();
+    converge(&server, &all, &first, 1).await;
+    let fullchain = fleet[0].nginx.cert_dir().join("fullchain.pem");
+    let files = std::fs::read_to_string(&fullchain).unwrap();
+
+    server.stop();
+    wait_for("the agent to notice", Duration::from_secs(30), || {
+        fleet[0].agent.log().contains("lost the server")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        std::fs::read_to_string(&fullchain).unwrap(),
+        files,
+        "files kept"
+    );
+    assert_eq!(
+        served(fleet[0].nginx.tls_addr()).await.as_deref(),
+        Some(first.as_str())
+    );
+
+    server.restart();
+    server.cli_ok(&["cert", "renew", "www", "--wait"]);
+    let second = current_serial(&server, "www");
+    converge(&server, &all, &second, 1).await;
+    assert!(fleet[0].agent.log().contains("synced with the server"));
+}

@@ -71,6 +71,8 @@ pub struct AgentSpec {
     pub verify_timeout: u64,
     /// `[http01]` listen and self_check.
     pub http01: Option<(String, String)>,
+    /// `[http01]` webroot instead of the listener (with `http01`'s self_check).
+    pub webroot: Option<PathBuf>,
     /// Target's `group`.
     pub group: Option<String>,
 }
@@ -90,6 +92,7 @@ impl AgentSpec {
             verify: nginx.tls_addr().to_string(),
             verify_timeout: 10,
             http01: None,
+            webroot: None,
             group: None,
         }
     }
@@ -123,9 +126,13 @@ impl AgentProc {
             dir.join("state").display().to_string(),
         );
         if let Some((listen, self_check)) = &spec.http01 {
-            text.push_str(&format!(
-                "\n[http01]\nlisten = {listen:?}\nself_check = {self_check:?}\n"
-            ));
+            text.push_str(&format!("\n[http01]\nself_check = {self_check:?}\n"));
+            match &spec.webroot {
+                Some(root) => {
+                    text.push_str(&format!("webroot = {:?}\n", root.display().to_string()))
+                }
+                None => text.push_str(&format!("listen = {listen:?}\n")),
+            }
         }
         text.push_str(&format!(
             "\n[[targets]]\ntype = \"files\"\ndir = {:?}\nverify = {:?}\nverify_timeout_secs = {}\nhook_timeout_secs = 60\n",

@@ -19,30 +19,42 @@ fn point_dns(pebble: &Pebble, host: &str, ip: &str) {
         .unwrap()
         .parse()
         .unwrap();
+    let clear = format!(r#"{{"host":"{host}"}}"#);
+    let (status, answer) = raw_http(port, "POST", "/clear-a", "", Some(&clear));
+    assert_eq!(status, 200, "challtestsrv /clear-a: {answer}");
     let body = format!(r#"{{"host":"{host}","addresses":["{ip}"]}}"#);
     let (status, answer) = raw_http(port, "POST", "/add-a", "", Some(&body));
     assert_eq!(status, 200, "challtestsrv /add-a: {answer}");
 }
 
 /// A node on loopback address `ip`: nginx with TLS on 127.0.0.1 and plain HTTP on `ip:http_port`
-/// forwarding /.well-known/acme-challenge/ to its agent's responder.
+/// forwarding /.well-known/acme-challenge/ to its agent's responder, or (with `webroot`) serving
+/// it from a directory the agent writes.
 fn node(
     server: &Server,
     root: &std::path::Path,
     n: usize,
     ip: &str,
     http_port: u16,
+    webroot: bool,
 ) -> (Nginx, AgentProc) {
     let responder: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let http: SocketAddr = format!("{ip}:{http_port}").parse().unwrap();
+    let www = root.join(format!("webroot-{n}"));
     let mut options = NginxOptions::new("www", "www.example.test");
     options.http_listen = Some(http);
-    options.acme_proxy = Some(responder);
+    if webroot {
+        std::fs::create_dir_all(&www).unwrap();
+        options.acme_webroot = Some(www.clone());
+    } else {
+        options.acme_proxy = Some(responder);
+    }
     let nginx = Nginx::start(options);
     let name = format!("web-{n}");
     let token = agent_token(server, &name, "app=www");
     let mut spec = AgentSpec::for_nginx(server, &name, &token, &nginx);
     spec.http01 = Some((responder.to_string(), format!("http://{http}")));
+    spec.webroot = webroot.then_some(www);
     let mut agent = AgentProc::configure(root, &spec);
     agent.start();
     (nginx, agent)
@@ -103,7 +115,8 @@ async fn http01_is_answered_by_the_node_pebble_picked_after_every_agent_confirme
     let nodes: Vec<_> = ips
         .iter()
         .enumerate()
-        .map(|(i, ip)| node(&server, tmp.path(), i + 1, ip, pebble.http01_port()))
+        // The third node answers from a webroot instead of a local responder.
+        .map(|(i, ip)| node(&server, tmp.path(), i + 1, ip, pebble.http01_port(), i == 2))
         .collect();
     wait_introduced(&server, 3).await;
     point_dns(&pebble, "www.example.test", "127.0.0.3");
@@ -156,6 +169,24 @@ async fn http01_is_answered_by_the_node_pebble_picked_after_every_agent_confirme
         live_tokens(&server, &token).is_empty(),
         "responses withdrawn after success"
     );
+
+    // Now Pebble looks at the node that answers from its webroot.
+    point_dns(&pebble, "www.example.test", "127.0.0.4");
+    server.cli_ok(&["cert", "renew", "www", "--wait"]);
+    let webroot_lines = challenge_lines(&nodes[2].0);
+    assert!(
+        webroot_lines
+            .iter()
+            .any(|l| l.contains("Pebble-VA") && l.contains(" 200 ")),
+        "the webroot node answered Pebble: {webroot_lines:?}"
+    );
+    let webroot = tmp.path().join("webroot-3/.well-known/acme-challenge");
+    wait_for(
+        "the webroot token to be removed",
+        Duration::from_secs(30),
+        || std::fs::read_dir(&webroot).is_ok_and(|d| d.count() == 0),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,8 +199,8 @@ async fn http01_names_the_nodes_that_did_not_confirm_and_withdraws_the_tokens() 
         &tmp.path().join("data"),
         &["--tls-listen", &tls, "--http01-confirm-timeout", "2"],
     );
-    let (_n1, _a1) = node(&server, tmp.path(), 1, "127.0.0.2", free_port());
-    let (_n2, mut a2) = node(&server, tmp.path(), 2, "127.0.0.3", free_port());
+    let (_n1, _a1) = node(&server, tmp.path(), 1, "127.0.0.2", free_port(), false);
+    let (_n2, mut a2) = node(&server, tmp.path(), 2, "127.0.0.3", free_port(), false);
     wait_introduced(&server, 2).await;
     a2.kill();
 
