@@ -141,3 +141,46 @@ fn plain_http_off_loopback_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--tls-key"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_listener_with_its_own_certificate_is_pinned_by_that_certificate() {
+    let pebble = certfleet_testkit::Pebble::start(PebbleOptions::fast()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (tmp.path().join("api.pem"), tmp.path().join("api-key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls = format!("127.0.0.1:{}", free_port());
+    let server = crate::harness::Server::start_next_to(
+        &pebble,
+        &tmp.path().join("data"),
+        &[
+            "--tls-listen",
+            &tls,
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let (url, fingerprint) = tls_endpoint(&server);
+    assert_eq!(
+        fingerprint,
+        format!("SHA256:{}", certfleet_deploy::probe::fingerprint(cert.der()))
+    );
+    assert!(
+        !server.data_dir.join("tls/ca.pem").exists(),
+        "no internal CA when a certificate is given"
+    );
+    let out = Command::new(bin())
+        .args(["cert", "ls", "--server", &url, "--token", &server.token()])
+        .args(["--pin", &fingerprint])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
