@@ -90,7 +90,9 @@ impl ResolvesServerCert for FileResolver {
 
 /// A stub TLS endpoint serving whatever is in `dir`.
 async fn stub(dir: PathBuf) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -139,7 +141,10 @@ fn cert(api: &str, token: &str) -> serde_json::Value {
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
 }
 
@@ -169,9 +174,20 @@ fn activity(pid: u32) -> (u64, u64) {
         }
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     (switches, ticks)
 }
 
@@ -197,7 +213,10 @@ async fn main() {
             .arg("--data-dir")
             .arg(&data)
             .args(["server", "--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--http01-listen", &format!("127.0.0.1:{}", pebble.http01_port())])
+            .args([
+                "--http01-listen",
+                &format!("127.0.0.1:{}", pebble.http01_port()),
+            ])
             .args(["--tls-listen", &tls, "--directory", &pebble.directory_url()])
             .arg("--ca-root")
             .arg(pebble.ca_cert_path())
@@ -220,10 +239,30 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let url = info["tls_api"].as_str().unwrap().to_string();
-    let api = info["api"].as_str().unwrap().trim_start_matches("http://").to_string();
-    let admin = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_string();
+    let api = info["api"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_string();
+    let admin = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
     let pin = info["tls_fingerprint"].as_str().unwrap().to_string();
-    cli(&bin, &data, &["cert", "add", "www", "--domain", "www.example.test", "--label", "app=www", "--wait"]);
+    cli(
+        &bin,
+        &data,
+        &[
+            "cert",
+            "add",
+            "www",
+            "--domain",
+            "www.example.test",
+            "--label",
+            "app=www",
+            "--wait",
+        ],
+    );
 
     let mut nginxes = Vec::new();
     let mut agents = Vec::new();
@@ -239,9 +278,24 @@ async fn main() {
         } else {
             let certs = dir.join("certs");
             let addr = stub(certs.join("www")).await;
-            (format!("{}/{{name}}", certs.display()), addr, vec!["true".to_string()])
+            (
+                format!("{}/{{name}}", certs.display()),
+                addr,
+                vec!["true".to_string()],
+            )
         };
-        let token = cli(&bin, &data, &["agent", "token", "create", &format!("bench-{i}"), "--selector", "app=www"]);
+        let token = cli(
+            &bin,
+            &data,
+            &[
+                "agent",
+                "token",
+                "create",
+                &format!("bench-{i}"),
+                "--selector",
+                "app=www",
+            ],
+        );
         std::fs::write(dir.join("token"), token.trim()).unwrap();
         let reload: Vec<String> = reload.iter().map(|a| format!("{a:?}")).collect();
         let config = format!(
@@ -267,7 +321,10 @@ async fn main() {
     let in_sync = |v: &serde_json::Value| v["deployed"]["in_sync"].as_u64().unwrap_or(0);
     let deadline = Instant::now() + ROUND_TIMEOUT;
     while in_sync(&cert(&api, &admin)) < n {
-        assert!(Instant::now() < deadline, "the first deployment did not converge");
+        assert!(
+            Instant::now() < deadline,
+            "the first deployment did not converge"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("{} agents in sync; timing {} renewals", n, args.rounds);
@@ -289,7 +346,10 @@ async fn main() {
             if in_sync(&cert(&api, &admin)) == n {
                 break;
             }
-            assert!(Instant::now() < deadline, "round {round}: agents did not converge");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: agents did not converge"
+            );
             tokio::time::sleep(POLL).await;
         }
         let ms = stored.elapsed().as_secs_f64() * 1000.0;
@@ -314,7 +374,10 @@ async fn main() {
     let before: Vec<(u64, u64)> = pids.iter().map(|p| activity(*p)).collect();
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let after: Vec<(u64, u64)> = pids.iter().map(|p| activity(*p)).collect();
-    let mut rss: Vec<f64> = pids.iter().map(|p| status_value(*p, "VmRSS:") as f64 / 1024.0).collect();
+    let mut rss: Vec<f64> = pids
+        .iter()
+        .map(|p| status_value(*p, "VmRSS:") as f64 / 1024.0)
+        .collect();
     rss.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let switches: Vec<u64> = before.iter().zip(&after).map(|(b, a)| a.0 - b.0).collect();
     let ticks: Vec<u64> = before.iter().zip(&after).map(|(b, a)| a.1 - b.1).collect();

@@ -170,7 +170,10 @@ async fn a_tls_listener_with_its_own_certificate_is_pinned_by_that_certificate()
     let (url, fingerprint) = tls_endpoint(&server);
     assert_eq!(
         fingerprint,
-        format!("SHA256:{}", certfleet_deploy::probe::fingerprint(cert.der()))
+        format!(
+            "SHA256:{}",
+            certfleet_deploy::probe::fingerprint(cert.der())
+        )
     );
     assert!(
         !server.data_dir.join("tls/ca.pem").exists(),
