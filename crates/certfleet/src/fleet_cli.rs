@@ -14,8 +14,9 @@ starts), deploys every certificate its token is entitled to, runs the check and 
 counts a deployment as done only when a TLS handshake with the verify endpoint shows the new \
 serial; on failure the previous files are put back. It then watches the server (long-poll) and \
 keeps the deployed files when the server is unreachable. See docs/agent.md for the config file.\n\n\
-Exit codes (--once): 0 every certificate deployed and verified (or already was), 1 a deployment \
-failed or the config is invalid, 3 the server could not be reached or refused the token.";
+Exit codes (--once): 0 every certificate deployed and verified (or already was, or written while \
+the web server is not running yet), 1 a deployment failed or the config is invalid, 3 the server \
+could not be reached, did not match the pinned fingerprint, or refused the token.";
 
 /// `certfleet agent`.
 #[derive(Debug, Args)]

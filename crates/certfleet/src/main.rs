@@ -39,7 +39,9 @@ const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (invalid input, refus
 them in an encrypted store and shows what expires when.\n\nStart the control plane with \
 `certfleet server`, then manage certificates with `certfleet cert ...` on the same machine (the \
 CLI finds the server and its admin token in the data directory) or from anywhere with \
---server and --token.",
+--server https://HOST:PORT, --token and --pin. On each web server, `certfleet agent` deploys the \
+certificates and proves by TLS handshake that they are served; `certfleet check HOST` shows what \
+any endpoint serves.",
     after_help = EXIT_CODES
 )]
 struct Cli {
