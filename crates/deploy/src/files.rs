@@ -448,148 +448,6 @@ fn fail_rename_at(n: Option<usize>) {
     RENAMES.with(|c| c.set(0));
 }
 
-fn write_journal(dir: &Path, plans: &[Plan<'_>]) -> Result<(), DeployError> {
-    let name = |p: &Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let mut text = format!("{JOURNAL_HEADER}\n");
-    for p in plans {
-        if let Some(temp) = &p.temp {
-            text.push_str(&format!("R\t{}\t{}\n", name(temp), p.file.name));
-        }
-        if let Some(old) = &p.old {
-            text.push_str(&format!("B\t{}\t{}\n", name(old), p.file.name));
-        }
-    }
-    let path = dir.join(JOURNAL);
-    let temp = dir.join(format!("{JOURNAL}{TMP_TAG}{}", unique()));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&temp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&temp, &path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        DeployError::io("writing the journal", &path, e)
-    })
-}
-
-fn remove_journal(dir: &Path) -> Result<(), DeployError> {
-    let path = dir.join(JOURNAL);
-    match fs::remove_file(&path) {
-        Ok(()) => sync_dir(dir),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(DeployError::io("removing the journal", &path, e)),
-    }
-}
-
-/// What [`recover`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Files whose interrupted rename was finished.
-    pub finished: Vec<String>,
-    /// Leftover temporary files and links removed.
-    pub removed: usize,
-}
-
-/// Finish a write that a crash interrupted (the renames its journal lists) and remove
-/// temporary files left by processes that are gone. [`write_files`] calls it first.
-pub fn recover(dir: &Path) -> Result<Recovery, DeployError> {
-    let mut out = Recovery::default();
-    let journal = dir.join(JOURNAL);
-    match fs::read_to_string(&journal) {
-        Ok(text) => {
-            let entries = parse_journal(&journal, &text)?;
-            for (kind, from, to) in entries {
-                let from = dir.join(from);
-                if fs::symlink_metadata(&from).is_err() {
-                    continue;
-                }
-                let target = match kind {
-                    'R' => {
-                        out.finished.push(to.clone());
-                        dir.join(&to)
-                    }
-                    _ => prev_path(dir, &to),
-                };
-                fs::rename(&from, &target)
-                    .map_err(|e| DeployError::io("finishing an interrupted write of", target, e))?;
-            }
-            sync_dir(dir)?;
-            remove_journal(dir)?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(DeployError::io("reading", journal, e)),
-    }
-    out.removed = remove_stale(dir)?;
-    Ok(out)
-}
-
-fn parse_journal(path: &Path, text: &str) -> Result<Vec<(char, String, String)>, DeployError> {
-    let bad = |reason: &str| DeployError::Journal {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
-    let mut lines = text.lines();
-    if lines.next() != Some(JOURNAL_HEADER) {
-        return Err(bad(
-            "unknown format; remove it after checking the files by hand",
-        ));
-    }
-    let mut out = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let parts: Vec<&str> = line.split('\t').collect();
-        let ok = parts.len() == 3
-            && (parts[0] == "R" || parts[0] == "B")
-            && parts[1..]
-                .iter()
-                .all(|p| check_file_name(p).is_ok() || p.starts_with('.'))
-            && parts[1..]
-                .iter()
-                .all(|p| !p.contains('/') && *p != ".." && *p != ".");
-        if !ok {
-            return Err(bad(
-                "unreadable line; remove it after checking the files by hand",
-            ));
-        }
-        let kind = if parts[0] == "R" { 'R' } else { 'B' };
-        out.push((kind, parts[1].to_string(), parts[2].to_string()));
-    }
-    Ok(out)
-}
-
-/// Remove `.NAME.certfleet-tmp-PID-N` and `.NAME.certfleet-old-PID-N` files whose process is gone.
-fn remove_stale(dir: &Path) -> Result<usize, DeployError> {
-    let entries = fs::read_dir(dir).map_err(|e| DeployError::io("listing", dir, e))?;
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = [TMP_TAG, OLD_TAG]
-            .iter()
-            .find_map(|tag| name.split_once(tag).map(|(_, rest)| rest.to_string()))
-        else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or_default();
-        let alive = pid != std::process::id().to_string()
-            && !pid.is_empty()
-            && Path::new("/proc").join(pid).exists();
-        if name.starts_with('.') && !alive && fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 /// Put the previous generation of `names` back (exact contents, owner and mode), all at once.
 /// Returns how many files were restored (0 when there is no previous generation).
 pub fn restore_previous(dir: &Path, names: &[&str]) -> Result<usize, DeployError> {
@@ -638,56 +496,6 @@ fn check_file_name(name: &str) -> Result<(), DeployError> {
     }
 }
 
-fn dir_mode(only_keys: bool, own: &Ownership) -> u32 {
-    match (only_keys, own.group.is_some()) {
-        (true, true) => perms::KEY_DIR_MODE_WITH_GROUP,
-        (true, false) => perms::KEY_DIR_MODE,
-        (false, _) => perms::DIR_MODE,
-    }
-}
-
-/// Check that `dir` is a directory, or create it (and missing parents) with explicit modes.
-fn ensure_dir(dir: &Path, mode: u32, own: &Ownership) -> Result<(), DeployError> {
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(m) if m.file_type().is_symlink() => match fs::metadata(dir) {
-            Ok(target) if target.is_dir() => Ok(()),
-            Ok(target) => Err(DeployError::NotADirectory {
-                path: dir.to_path_buf(),
-                what: format!("a symbolic link to {}", describe(&target)),
-            }),
-            Err(_) => Err(DeployError::NotADirectory {
-                path: dir.to_path_buf(),
-                what: "a dangling symbolic link".into(),
-            }),
-        },
-        Ok(m) => Err(DeployError::NotADirectory {
-            path: dir.to_path_buf(),
-            what: describe(&m),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => create_dir(dir, mode, own),
-        Err(e) => Err(DeployError::io("inspecting", dir, e)),
-    }
-}
-
-fn create_dir(dir: &Path, mode: u32, own: &Ownership) -> Result<(), DeployError> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        ensure_dir(parent, perms::DIR_MODE, &Ownership::default())?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(DeployError::io("creating the directory", dir, e)),
-    }
-    if own.owner.is_some() || own.group.is_some() {
-        std::os::unix::fs::chown(dir, own.owner, own.group)
-            .map_err(|e| DeployError::io("setting the owner and group of", dir, e))?;
-    }
-    // mkdir's mode goes through the umask; set it exactly.
-    fs::set_permissions(dir, Permissions::from_mode(mode))
-        .map_err(|e| DeployError::io("setting the mode of", dir, e))
-}
-
 /// fsync a directory so that renames inside it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), DeployError> {
     File::open(dir)
@@ -721,5 +529,11 @@ pub fn write_one(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError
     write_files(dir, std::slice::from_ref(&file), &options).map(|_| ())
 }
 
+mod dirs;
+mod journal;
 #[cfg(test)]
 mod tests;
+
+use dirs::{dir_mode, ensure_dir};
+pub use journal::{Recovery, recover};
+use journal::{remove_journal, write_journal};
