@@ -16,7 +16,7 @@ const WAIT_POLL_MAX: Duration = Duration::from_millis(250);
 /// How long `--wait` waits unless `--timeout` says otherwise, in seconds.
 const DEFAULT_WAIT_SECS: u64 = 600;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct Connection {
     /// URL of a server's REST API, such as http://127.0.0.1:8555 [env: CERTFLEET_SERVER].
     /// Without it the CLI talks to the server of the data directory over its socket.
@@ -26,14 +26,24 @@ pub struct Connection {
     /// data directory's admin-token, and only over the local socket.
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
+    /// With an https:// --server: trust the CA certificates in this PEM file (the server's
+    /// tls/ca.pem).
+    #[arg(long, global = true, env = "CERTFLEET_CA_FILE", value_name = "FILE")]
+    server_ca_file: Option<PathBuf>,
+    /// With an https:// --server: pin this SHA-256 fingerprint (`certfleet server info`).
+    #[arg(long, global = true, env = "CERTFLEET_PIN", value_name = "SHA256")]
+    server_pin: Option<String>,
 }
 
-impl From<Connection> for Target {
-    fn from(c: Connection) -> Self {
-        Target {
-            server: c.server,
-            token: c.token,
-        }
+impl Connection {
+    /// Connect as these flags say (then the environment, then the data directory's socket).
+    pub fn connect(self, data_dir: &std::path::Path) -> Result<Api, CliError> {
+        let trust = crate::remote::trust(self.server_ca_file, self.server_pin)?;
+        let target = Target {
+            server: self.server,
+            token: self.token,
+        };
+        Api::connect(target, &trust, data_dir)
     }
 }
 
@@ -63,6 +73,9 @@ pub enum CertCommand {
         /// Key kind for every version.
         #[arg(long, value_name = "KIND", value_parser = ["ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096"])]
         key: Option<String>,
+        /// Label KEY=VALUE that selects the agents receiving it (app=www); repeatable.
+        #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+        labels: Vec<String>,
         /// Wait until the certificate is issued or issuance failed.
         #[arg(long)]
         wait: bool,
@@ -97,6 +110,18 @@ pub enum CertCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Set or remove labels: KEY=VALUE sets, KEY- removes. Agents whose selector matches the
+    /// new labels receive the certificate.
+    #[command(after_help = "Example:\n  certfleet cert label www app=www tier=edge canary-")]
+    Label {
+        /// Certificate name.
+        name: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        #[arg(required = true, value_name = "KEY=VALUE|KEY-")]
+        changes: Vec<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Remove a certificate and all its versions (keys included); an order in flight is
     /// cancelled. Asks for confirmation on a terminal unless --yes.
     #[command(
@@ -113,12 +138,33 @@ remove it from the file and restart the server first, or it would be declared ag
         conn: Connection,
     },
     /// Write the current version as cert.pem, chain.pem, fullchain.pem, privkey.pem, bundle.pem.
+    #[command(
+        after_help = "All five files are written to temporary names first and renamed \
+into place only when every one is ready, so a server never sees a new certificate beside an old \
+key. Replaced files keep their owner, group and mode (a key keeps its group and group-read bit, \
+never bits for others); new files get 0644, keys 0600 (0640 with --group). A directory certfleet \
+creates gets 0755 whatever the umask. Symbolic links in place of the files are refused.\n\n\
+Example: certfleet cert export www --dir /etc/ssl/www --group www-data"
+    )]
     Export {
         /// Certificate name.
         name: String,
         /// Directory to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        /// Owner of the files (user name or uid; needs root) [default: kept, or you].
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        /// Group of the files, e.g. the web server's (name or gid); keys become 0640.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Mode of the files without the key, in octal [default: kept, or 0644].
+        #[arg(long, value_name = "MODE")]
+        mode: Option<String>,
+        /// Mode of privkey.pem and bundle.pem, in octal, never open to others
+        /// [default: kept (group-read at most), or 0600, or 0640 with --group].
+        #[arg(long, value_name = "MODE")]
+        key_mode: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -165,17 +211,20 @@ remove it from the file and restart the server first, or it would be declared ag
 }
 
 pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), CliError> {
-    let connect = |c: Connection| Api::connect(c.into(), &data_dir);
+    let connect = |c: Connection| c.connect(&data_dir);
     match cmd {
         CertCommand::Add {
             name,
             domains,
             issuer,
             key,
+            labels,
             wait,
             timeout,
             conn,
         } => {
+            let labels = certfleet_core::Labels::parse_pairs(labels.iter().map(String::as_str))
+                .map_err(|e| CliError::failure(format!("--label: {e}")))?;
             let api = connect(conn)?;
             let body = AddCertificate {
                 name: name.clone(),
@@ -183,6 +232,7 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
                 issuer,
                 key,
                 challenge: None,
+                labels: labels.as_map().clone(),
             };
             let view: CertificateView = api.post("/api/v1/certificates", Some(&body)).await?;
             if !json {
@@ -244,6 +294,34 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
             }
             Ok(())
         }
+        CertCommand::Label {
+            name,
+            changes,
+            conn,
+        } => {
+            let patch = label_patch(&changes)?;
+            let view: CertificateView = connect(conn)?
+                .patch(&format!("{}/labels", cert_path(&name)), &patch)
+                .await?;
+            if json {
+                return print_json(&view);
+            }
+            let labels: Vec<String> = view
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprintln!(
+                "{name}: labels {}; {} agent(s) entitled",
+                if labels.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    labels.join(",")
+                },
+                view.deployed.entitled
+            );
+            Ok(())
+        }
         CertCommand::Rm { name, yes, conn } => {
             let api = connect(conn)?;
             let detail: CertificateDetail = api.get(&cert_path(&name)).await?;
@@ -284,29 +362,59 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
         CertCommand::Manage { name, issuer, conn } => {
             crate::manual::manage(&connect(conn)?, &name, issuer, json).await
         }
-        CertCommand::Export { name, dir, conn } => {
+        CertCommand::Export {
+            name,
+            dir,
+            owner,
+            group,
+            mode,
+            key_mode,
+            conn,
+        } => {
+            let flags = export::OwnershipFlags {
+                owner,
+                group,
+                mode,
+                key_mode,
+            };
+            let ownership = flags.resolve()?;
             let bundle: BundleView = connect(conn)?
                 .get(&format!("{}/bundle", cert_path(&name)))
                 .await?;
-            let files = export::write_bundle(&dir, &bundle)
-                .map_err(|e| CliError::failure(format!("writing into {}: {e}", dir.display())))?;
+            let report = export::write_bundle(&dir, &bundle, ownership)?;
             if json {
+                let files: Vec<serde_json::Value> = report
+                    .files
+                    .iter()
+                    .map(|f| serde_json::json!({"name": f.name, "mode": format!("{:04o}", f.attrs.mode)}))
+                    .collect();
                 print_json(&serde_json::json!({
                     "name": name,
                     "version": bundle.version,
                     "serial": bundle.serial,
                     "dir": dir,
+                    "changed": report.changed,
                     "files": files,
                 }))?;
-            } else {
-                eprintln!(
-                    "{name}: version {} (serial {}) written to {}: {}",
-                    bundle.version,
-                    bundle.serial,
-                    dir.display(),
-                    files.join(", ")
-                );
+                return Ok(());
             }
+            let files: Vec<String> = report
+                .files
+                .iter()
+                .map(|f| format!("{} ({:04o})", f.name, f.attrs.mode))
+                .collect();
+            let verb = if report.changed {
+                "written to"
+            } else {
+                "already in"
+            };
+            eprintln!(
+                "{name}: version {} (serial {}) {verb} {}: {}",
+                bundle.version,
+                bundle.serial,
+                dir.display(),
+                files.join(", ")
+            );
             Ok(())
         }
     }
@@ -358,6 +466,27 @@ fn domain_list(c: &CertificateView, sep: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(sep)
+}
+
+/// `KEY=VALUE` / `KEY-` arguments as a JSON merge patch (null removes).
+fn label_patch(
+    changes: &[String],
+) -> Result<std::collections::BTreeMap<String, Option<String>>, CliError> {
+    let mut patch = std::collections::BTreeMap::new();
+    for change in changes {
+        if let Some(key) = change.strip_suffix('-').filter(|k| !k.contains('=')) {
+            certfleet_core::labels::check_key(key).map_err(|e| CliError::failure(e.to_string()))?;
+            patch.insert(key.to_string(), None);
+        } else {
+            let (k, v) = certfleet_core::labels::parse_pair(change).map_err(|e| {
+                CliError::failure(format!(
+                    "{e}; use KEY=VALUE to set a label or KEY- to remove one"
+                ))
+            })?;
+            patch.insert(k, Some(v));
+        }
+    }
+    Ok(patch)
 }
 
 pub fn cert_path(name: &str) -> String {
@@ -442,6 +571,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
         "DAYS LEFT",
         "AUTO-RENEW",
         "STATUS",
+        "DEPLOYED",
         "LAST ERROR",
     ];
     let rows: Vec<Vec<String>> = certs
@@ -460,6 +590,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
                     .unwrap_or_else(|| "-".into()),
                 if c.auto_renew { "yes" } else { "no" }.into(),
                 status_cell(c),
+                deployed_cell(c),
                 c.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -472,6 +603,15 @@ fn status_cell(c: &CertificateView) -> String {
     match &c.status_reason {
         Some(reason) => format!("{} ({reason})", c.status),
         None => c.status.clone(),
+    }
+}
+
+/// `in sync/entitled`, or `-` when no agent is entitled.
+fn deployed_cell(c: &CertificateView) -> String {
+    if c.deployed.entitled == 0 {
+        "-".into()
+    } else {
+        format!("{}/{}", c.deployed.in_sync, c.deployed.entitled)
     }
 }
 
@@ -492,6 +632,23 @@ fn show_text(d: &CertificateDetail) -> String {
             .map(|d| d.to_string())
             .unwrap_or_else(|| "-".into()),
     );
+    let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    out.push_str(&format!(
+        "Labels:      {}\nDeployed:    {}\n",
+        if labels.is_empty() {
+            "-".to_string()
+        } else {
+            labels.join(",")
+        },
+        if c.deployed.entitled == 0 {
+            "no agent is entitled".to_string()
+        } else {
+            format!(
+                "{} of {} agents serve the current version",
+                c.deployed.in_sync, c.deployed.entitled
+            )
+        }
+    ));
     if let Some(e) = &c.last_error {
         out.push_str(&format!("Last error:  {e}\n"));
     }

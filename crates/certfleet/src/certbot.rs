@@ -109,7 +109,7 @@ pub async fn run(args: ImportCertbotArgs, data_dir: &Path, json: bool) -> Result
         allow_expired: args.allow_expired,
         ca_pem,
     };
-    let api = Api::connect(args.conn.into(), data_dir)?;
+    let api = args.conn.connect(data_dir)?;
     let issuers: Vec<IssuerView> = api.get("/api/v1/issuers").await?;
     let mut outcomes = Vec::new();
     for lineage in lineages {

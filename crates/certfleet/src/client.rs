@@ -16,12 +16,11 @@ use certfleet_server::problem::Problem;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::remote::{HttpClient, Trust};
 use crate::{CliError, exit};
 
 /// Bound on one API request.
@@ -53,10 +52,7 @@ enum Transport {
     /// The local server's socket in its data directory.
     Unix { socket: PathBuf, data_dir: PathBuf },
     /// A server reached by URL.
-    Tcp {
-        base: String,
-        http: Box<Client<HttpConnector, Full<Bytes>>>,
-    },
+    Tcp { base: String, http: Box<HttpClient> },
 }
 
 /// Where the server is and how to prove who we are.
@@ -76,8 +72,9 @@ pub struct Target {
 }
 
 impl Api {
-    /// From flags, then the environment, then the data directory's socket and token.
-    pub fn connect(target: Target, data_dir: &Path) -> Result<Self, CliError> {
+    /// From flags, then the environment, then the data directory's socket and token; `trust`
+    /// says how an https:// server's certificate is checked (see `remote.rs`).
+    pub fn connect(target: Target, trust: &Trust, data_dir: &Path) -> Result<Self, CliError> {
         let server = match target.server {
             Some(s) => Some(("--server", s)),
             None => std::env::var(SERVER_ENV).ok().map(|s| (SERVER_ENV, s)),
@@ -87,7 +84,7 @@ impl Api {
             None => std::env::var(TOKEN_ENV).ok().map(|t| (t, TokenSource::Env)),
         };
         match server {
-            Some((origin, url)) => Self::remote(origin, &url, token),
+            Some((origin, url)) => Self::remote(origin, &url, token, trust),
             None => Self::local(data_dir, token),
         }
     }
@@ -96,6 +93,7 @@ impl Api {
         origin: &str,
         url: &str,
         token: Option<(String, TokenSource)>,
+        trust: &Trust,
     ) -> Result<Self, CliError> {
         let base = check_url(origin, url)?;
         let Some((token, token_source)) = token else {
@@ -104,9 +102,7 @@ impl Api {
                  directory's admin token is only ever sent over the local server's socket)"
             )));
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http = Box::new(Client::builder(TokioExecutor::new()).build(connector));
+        let http = Box::new(crate::remote::client(trust)?);
         Ok(Self {
             transport: Transport::Tcp { base, http },
             token,
@@ -171,6 +167,16 @@ impl Api {
         decode(&body)
     }
 
+    /// PATCH a JSON body and decode the answer.
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
+        let body = self.send(Method::PATCH, path, Some(body)).await?;
+        decode(&body)
+    }
+
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Result<(), CliError> {
         self.send(Method::DELETE, path, None::<&()>)
@@ -225,7 +231,7 @@ impl Api {
             Transport::Tcp { http, .. } => http
                 .request(request)
                 .await
-                .map_err(|e| self.unreachable(error_chain(&e))),
+                .map_err(|e| self.unreachable(crate::remote::describe(&e))),
             Transport::Unix { socket, data_dir } => {
                 let stream = tokio::net::UnixStream::connect(socket)
                     .await
@@ -278,28 +284,26 @@ impl Api {
     }
 }
 
-/// Check `--server`'s value: an `http://` URL (plain HTTP is for loopback; use an SSH tunnel or
-/// a TLS proxy to reach a remote server). Returns it without a trailing slash.
+/// Check `--server`'s value: `https://HOST:PORT`, or `http://` to a loopback address (the
+/// rules of `certfleet_agent::transport::check_server_url`). A value without a scheme is
+/// answered with the URL the user probably meant. Returns it without a trailing slash.
 fn check_url(origin: &str, url: &str) -> Result<String, CliError> {
-    let base = url.trim_end_matches('/');
-    let Some((scheme, rest)) = base.split_once("://") else {
+    let base = url.trim().trim_end_matches('/');
+    if !base.contains("://") {
+        let loopback = ["127.", "localhost", "[::1]"]
+            .iter()
+            .any(|p| base.starts_with(p));
+        let suggestion = if loopback { "http" } else { "https" };
         return Err(CliError::failure(format!(
-            "{origin} {url:?} has no scheme; write it as http://{base}"
-        ))
-        .kind("usage"));
-    };
-    if scheme != "http" {
-        return Err(CliError::failure(format!(
-            "{origin} {url:?}: the scheme {scheme:?} is not supported; use http://{rest}"
+            "{origin} {url:?} has no scheme; write it as {suggestion}://{base}"
         ))
         .kind("usage"));
     }
-    if rest.is_empty() || rest.contains(char::is_whitespace) {
-        return Err(
-            CliError::failure(format!("{origin} {url:?} is not a valid URL")).kind("usage"),
-        );
-    }
-    Ok(base.to_string())
+    crate::remote::check_url(base).map_err(|e| {
+        let message = e.to_string();
+        let detail = message.strip_prefix("--server: ").unwrap_or(&message);
+        CliError::failure(format!("{origin}: {detail}")).kind("usage")
+    })
 }
 
 /// The data directory must exist and be readable before "not running" can be said.
@@ -377,6 +381,10 @@ mod tests {
             e.contains("has no scheme; write it as http://127.0.0.1:8555"),
             "{e}"
         );
+        let e = check_url("--server", "ca.example.com:8556")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("write it as https://ca.example.com:8556"), "{e}");
         let e = check_url(SERVER_ENV, "ftp://x:1").unwrap_err().to_string();
         assert!(e.starts_with(SERVER_ENV) && e.contains("\"ftp\""), "{e}");
     }

@@ -5,7 +5,6 @@ use certfleet_server::views::rfc3339;
 use clap::Args;
 
 use crate::cert::Connection;
-use crate::client::Api;
 use crate::{CliError, print_json};
 
 /// Seconds per unit of a `--since` duration.
@@ -65,7 +64,7 @@ pub async fn run(args: EventsArgs, data_dir: &std::path::Path, json: bool) -> Re
             .map_err(|e| usage(format!("--since: {e}")))?;
         query.push(format!("since={at}"));
     }
-    let api = Api::connect(args.conn.into(), data_dir)?;
+    let api = args.conn.connect(data_dir)?;
     let events: Vec<Event> = api
         .get(&format!("/api/v1/events?{}", query.join("&")))
         .await?;

@@ -2,10 +2,13 @@
 
 mod cert;
 mod certbot;
+mod check;
 mod client;
 mod events;
 mod export;
+mod fleet_cli;
 mod manual;
+mod remote;
 mod server;
 mod table;
 
@@ -30,7 +33,7 @@ pub mod exit {
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (invalid input, refused by the server), \
 2 usage error, 3 server not running, unreachable or token refused, 4 issuance failed (--wait), \
-5 timed out (--wait).\n\nWith --json, results are printed as JSON on stdout and errors as a JSON \
+5 timed out (--wait); `check` adds 6-9 (see `certfleet check --help`).\n\nWith --json, results are printed as JSON on stdout and errors as a JSON \
 problem object ({\"type\", \"title\", \"detail\", \"field\", \"exit_code\"}) on stderr, with the \
 same exit codes.";
 
@@ -43,7 +46,9 @@ same exit codes.";
 them in an encrypted store and shows what expires when.\n\nStart the control plane with \
 `certfleet server`, then manage certificates with `certfleet cert ...` on the same machine (the \
 CLI finds the server and its admin token in the data directory) or from anywhere with \
---server and --token.",
+--server https://HOST:PORT, --token and --pin. On each web server, `certfleet agent` deploys the \
+certificates and proves by TLS handshake that they are served; `certfleet check HOST` shows what \
+any endpoint serves.",
     after_help = EXIT_CODES
 )]
 struct Cli {
@@ -64,7 +69,7 @@ struct Cli {
 enum Command {
     /// Run the control plane: REST API, HTTP-01 responder and background issuance.
     Server(server::ServerArgs),
-    /// Manage certificates (add, ls, show, renew, rm, export, import, manage).
+    /// Manage certificates (add, ls, show, label, renew, rm, export, import, manage).
     #[command(subcommand)]
     Cert(cert::CertCommand),
     /// Show the event log: issued, renewed, renewal_failed, expiring, imported, ... (newest
@@ -72,6 +77,14 @@ enum Command {
     Events(events::EventsArgs),
     /// Import an existing certbot installation's lineages (names, key, current files).
     ImportCertbot(certbot::ImportCertbotArgs),
+    /// Run the agent on a web server (--config F [--once]), or list agents and manage their
+    /// tokens (ls, token).
+    Agent(fleet_cli::AgentArgs),
+    /// Manage API tokens of any role (admin, viewer, agent).
+    #[command(subcommand)]
+    Token(fleet_cli::TokenCommand),
+    /// Show what an endpoint really serves, and whether it is valid, trusted and current.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,10 +93,12 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let json = cli.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The agent is small and mostly idle: one thread keeps its memory and wake-ups low.
+    let mut builder = match &cli.command {
+        Command::Agent(args) if args.runs_agent() => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             return report(
@@ -107,6 +122,22 @@ fn main() -> ExitCode {
             Command::ImportCertbot(args) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 certbot::run(args, &dir, json).await
+            }
+            Command::Agent(args) if args.runs_agent() => {
+                init_logs();
+                fleet_cli::run_agent(args).await
+            }
+            Command::Agent(args) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                fleet_cli::run_agent_command(args, dir, json).await
+            }
+            Command::Token(cmd) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                fleet_cli::run_token(cmd, dir, json).await
+            }
+            Command::Check(args) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                check::run(args, dir, json).await
             }
         }
     });
@@ -145,6 +176,19 @@ fn usage_error(e: clap::Error) -> ExitCode {
         &CliError::with_code(exit::USAGE, detail).kind("usage"),
         true,
     )
+}
+
+/// Logs to standard error, filtered by `CERTFLEET_LOG` (default `info`).
+pub fn init_logs() {
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CERTFLEET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// An error with the exit code it should produce.

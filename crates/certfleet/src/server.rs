@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use certfleet_server::config::{self, Overrides};
-use clap::Args;
+use clap::{Args, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::CliError;
@@ -18,7 +18,10 @@ key-encryption key, mode 0600; or set CERTFLEET_KEK to a base64 32-byte key) and
 (mode 0600, printed once).\n\nExample with a local Pebble test CA:\n  certfleet server \
 --directory https://127.0.0.1:14000/dir --ca-root pebble-ca.pem --http01-listen 127.0.0.1:5002"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServerArgs {
+    #[command(subcommand)]
+    command: Option<ServerCommand>,
     /// TOML configuration file (issuers, solvers, certificates); validated before anything starts.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -44,9 +47,37 @@ pub struct ServerArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    /// Address of the REST API over TLS, for agents and CLIs on other machines (e.g.
+    /// 0.0.0.0:8556). The plain --listen stays on loopback.
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<String>,
+    /// PEM certificate chain for --tls-listen [default: from an internal CA created in the
+    /// data directory, whose fingerprint is printed and shown by `certfleet server info`].
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Extra name (DNS or IP) of the internal CA's certificate; repeatable.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
+    /// How long HTTP-01 waits for every agent serving a name to confirm its token, seconds
+    /// [default: 60].
+    #[arg(long = "http01-confirm-timeout", value_name = "SECS")]
+    http01_confirm_timeout: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
+    /// Show the data directory, where the API listens, and the TLS fingerprint agents pin.
+    Info,
 }
 
 pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
+    if let Some(ServerCommand::Info) = args.command {
+        let dir = data_dir.unwrap_or_else(config::default_data_dir);
+        return info(&dir, json);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("CERTFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -68,6 +99,11 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>, json: bool) -> Res
         ca_roots: args.ca_roots,
         contacts: args.contacts,
         max_concurrent_orders: args.max_concurrent_orders,
+        tls_listen: args.tls_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_names: args.tls_names,
+        http01_confirm_timeout_secs: args.http01_confirm_timeout,
     };
     let mut settings = file.resolve(overrides).map_err(|e| {
         CliError::failure(format!("invalid configuration: {e}")).kind("invalid-config")
@@ -100,4 +136,63 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// What `server info` shows.
+#[derive(Debug, serde::Serialize)]
+struct Info {
+    data_dir: String,
+    running: bool,
+    pid: Option<u32>,
+    api: Option<String>,
+    tls_api: Option<String>,
+    tls_fingerprint: Option<String>,
+    ca_file: Option<String>,
+}
+
+fn info(dir: &std::path::Path, json: bool) -> Result<(), CliError> {
+    use certfleet_server::datadir::DataDir;
+    let data = DataDir::new(dir);
+    let server = data.read_server_info().ok();
+    let running = server.as_ref().is_some_and(|s| {
+        std::path::Path::new("/proc")
+            .join(s.pid.to_string())
+            .exists()
+    });
+    let ca = certfleet_server::tls::CaFiles::new(&data);
+    let fingerprint = server
+        .as_ref()
+        .and_then(|s| s.tls_fingerprint.clone())
+        .or_else(|| ca.fingerprint());
+    let info = Info {
+        data_dir: dir.display().to_string(),
+        running,
+        pid: server.as_ref().map(|s| s.pid),
+        api: server.as_ref().map(|s| s.api.clone()),
+        tls_api: server.as_ref().and_then(|s| s.tls_api.clone()),
+        tls_fingerprint: fingerprint,
+        ca_file: ca.ca().exists().then(|| ca.ca().display().to_string()),
+    };
+    if json {
+        let text =
+            serde_json::to_string_pretty(&info).map_err(|e| CliError::failure(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let state = match (running, info.pid) {
+        (true, Some(pid)) => format!("running (pid {pid})"),
+        (false, Some(pid)) => format!("not running (last pid {pid})"),
+        _ => "not running".into(),
+    };
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("Data directory:   {}", info.data_dir);
+    println!("Server:           {state}");
+    println!("API:              {}", or_dash(&info.api));
+    println!("API over TLS:     {}", or_dash(&info.tls_api));
+    println!("TLS fingerprint:  {}", or_dash(&info.tls_fingerprint));
+    println!("CA file:          {}", or_dash(&info.ca_file));
+    if let Some(fp) = &info.tls_fingerprint {
+        println!("\nOn agents, in agent.toml:  pin = \"{fp}\"");
+    }
+    Ok(())
 }

@@ -155,11 +155,15 @@ impl FromStr for Severity {
 }
 
 impl Event {
-    /// How urgent this event is: failures are errors; expiry is a warning, an error once a
-    /// day or less is left; revocations and cancellations are warnings; the rest is info.
+    /// How urgent this event is: failures (issuance, renewal, deployment) are errors; expiry is
+    /// a warning, an error once a day or less is left; revocations, cancellations and a served
+    /// certificate that differs from the deployed one are warnings; the rest is info.
     pub fn severity(&self) -> Severity {
         match self.kind {
-            EventKind::Failed | EventKind::RenewalFailed => Severity::Error,
+            EventKind::Failed | EventKind::RenewalFailed | EventKind::DeployFailed => {
+                Severity::Error
+            }
+            EventKind::ServedMismatch => Severity::Warning,
             EventKind::Expiring => match self.details.not_after {
                 Some(not_after) if not_after - self.at <= DAY => Severity::Error,
                 _ => Severity::Warning,

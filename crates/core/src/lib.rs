@@ -10,6 +10,8 @@
 pub mod challenge;
 pub mod event;
 pub mod expiry;
+pub mod fleet;
+pub mod labels;
 pub mod model;
 pub mod name;
 pub mod secret;
@@ -20,6 +22,8 @@ pub mod time;
 pub use challenge::{ChallengeKind, Http01Challenge, TokenError, validate_token};
 pub use event::{EventDetails, EventListener, EventQuery, NewEvent, Severity};
 pub use expiry::ExpiryWatch;
+pub use fleet::{AgentSeen, DeploymentRecord, DeploymentReport, NewToken, Role, TokenRecord};
+pub use labels::{LabelError, Labels, Selector};
 pub use model::{
     AccountRecord, CertName, Certificate, CertificateStatus, Event, EventKind, IssuedFor, KeyKind,
     MANUAL_ISSUER, NewCertificate, NewVersion, Source, Version,

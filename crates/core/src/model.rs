@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::challenge::ChallengeKind;
+use crate::labels::Labels;
 use crate::name::DnsName;
 use crate::secret::Secret;
 use crate::time::UnixTime;
@@ -255,6 +256,9 @@ pub struct Certificate {
     /// What the current version was issued for, to tell whether it still matches the
     /// declaration (`None` without a current version).
     pub current: Option<IssuedFor>,
+    /// Labels (`app=www`) that select the agents which receive it.
+    #[serde(default)]
+    pub labels: Labels,
 }
 
 /// What a version was issued for: its names, issuer and key kind.
@@ -410,11 +414,23 @@ pub enum EventKind {
     Revoked,
     /// An ACME account was updated at the CA (contacts, key rollover; RFC 8555 §7.3).
     AccountUpdated,
+    /// An agent verified by TLS handshake that the current version is served.
+    Deployed,
+    /// An agent could not deploy a version (check, reload or verification failed).
+    DeployFailed,
+    /// An agent's endpoint serves another certificate than the one deployed.
+    ServedMismatch,
+    /// A certificate's labels changed.
+    LabelsChanged,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
 }
 
 impl EventKind {
     /// Every kind, in the order they were added.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::Created,
         EventKind::IssuanceStarted,
         EventKind::Issued,
@@ -429,6 +445,12 @@ impl EventKind {
         EventKind::Imported,
         EventKind::Revoked,
         EventKind::AccountUpdated,
+        EventKind::Deployed,
+        EventKind::DeployFailed,
+        EventKind::ServedMismatch,
+        EventKind::LabelsChanged,
+        EventKind::TokenCreated,
+        EventKind::TokenRevoked,
     ];
 
     /// The stored name.
@@ -448,6 +470,12 @@ impl EventKind {
             EventKind::Imported => "imported",
             EventKind::Revoked => "revoked",
             EventKind::AccountUpdated => "account_updated",
+            EventKind::Deployed => "deployed",
+            EventKind::DeployFailed => "deploy_failed",
+            EventKind::ServedMismatch => "served_mismatch",
+            EventKind::LabelsChanged => "labels_changed",
+            EventKind::TokenCreated => "token_created",
+            EventKind::TokenRevoked => "token_revoked",
         }
     }
 }
@@ -527,6 +555,7 @@ mod tests {
                 issuer: "default".into(),
                 key_kind: KeyKind::EcdsaP256,
             }),
+            labels: Labels::new(),
         };
         assert_eq!(cert.declaration_mismatch(), None, "order does not matter");
         cert.domains.push(DnsName::parse("c.example.test").unwrap());

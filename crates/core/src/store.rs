@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use crate::challenge::Http01Challenge;
 use crate::event::{EventListener, EventQuery, NewEvent};
 use crate::expiry::ExpiryWatch;
+use crate::fleet::{AgentSeen, DeploymentRecord, DeploymentReport, NewToken, TokenRecord};
+use crate::labels::Labels;
 use crate::model::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, NewCertificate, NewVersion,
     Source, Version,
@@ -155,4 +157,58 @@ pub trait Store: Send + Sync + 'static {
     /// Switch who renews `name`: its source (`manual` → `acme` for `cert manage`) and its
     /// issuer, in one write; the versions are kept. [`StoreError::NotFound`] if there is none.
     async fn set_source(&self, name: &str, source: Source, issuer: &str) -> Result<(), StoreError>;
+    /// Replace a certificate's labels; [`StoreError::NotFound`] if there is no such certificate.
+    async fn set_labels(&self, name: &str, labels: &Labels) -> Result<(), StoreError>;
+
+    /// Store a new API token (only its hash); [`StoreError::AlreadyExists`] if the name is
+    /// taken, even by a revoked token.
+    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord, StoreError>;
+
+    /// The live (not revoked) token whose SHA-256 hash (lowercase hex) is `hash`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Every token, revoked ones included, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Revoke the live token called `name`; false if there is none.
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Record that the token called `name` was used (and what its agent reported about itself).
+    async fn touch_token(&self, name: &str, seen: AgentSeen) -> Result<(), StoreError>;
+
+    /// Keep `report` as the latest word of `agent` on its certificate and return the record it
+    /// replaced; [`StoreError::NotFound`] if the certificate does not exist.
+    async fn record_deployment(
+        &self,
+        agent: &str,
+        report: &DeploymentReport,
+    ) -> Result<Option<DeploymentRecord>, StoreError>;
+
+    /// The latest reports, by certificate then agent, optionally for one certificate.
+    async fn deployments(
+        &self,
+        certificate: Option<&str>,
+    ) -> Result<Vec<DeploymentRecord>, StoreError>;
+
+    /// Every HTTP-01 response live at `now` (what agents serve).
+    async fn live_challenges(&self, now: UnixTime) -> Result<Vec<Http01Challenge>, StoreError>;
+
+    /// `agent` confirms that it serves the response for `token`; false if the token is not
+    /// published (any more).
+    async fn confirm_challenge(&self, token: &str, agent: &str) -> Result<bool, StoreError>;
+
+    /// The agents that confirmed `token`, by name.
+    async fn challenge_confirmations(&self, token: &str) -> Result<Vec<String>, StoreError>;
+
+    /// A counter that grows whenever what agents see may have changed: a version stored, a
+    /// certificate's labels or current version changed or the certificate removed, a token
+    /// created or revoked, an HTTP-01 response published or withdrawn. Agents watch it.
+    async fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Call `notify` with the new [revision](Store::revision) whenever a write made through
+    /// this store in this process moved it, so watchers wake without polling. The default does
+    /// nothing (watchers then poll [`Store::revision`]).
+    fn on_change(&self, notify: Box<dyn Fn(u64) + Send + Sync>) {
+        let _ = notify;
+    }
 }

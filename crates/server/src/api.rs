@@ -1,4 +1,5 @@
-//! The REST API under `/api/v1` (JSON in and out, bearer token on every route).
+//! The REST API under `/api/v1` (JSON in and out, bearer token on every route; roles and the
+//! fleet's own routes are in [`crate::fleet`]).
 //!
 //! | method | path                                   | what                         |
 //! |--------|----------------------------------------|------------------------------|
@@ -16,18 +17,18 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use certfleet_acme::inspect::ParsedChain;
-use certfleet_core::{CertName, Event, EventKind, NewCertificate, Source};
+use certfleet_core::{CertName, Event, EventKind, Labels, NewCertificate, Source};
 use serde::Deserialize;
 
 use crate::app::App;
 use crate::config::{CertificateRequest, validate_certificate};
+use crate::fleet;
 use crate::problem::ApiError;
 use crate::views::{
     AddCertificate, BundleView, CertificateDetail, CertificateView, ChainEntry, IssuerView,
@@ -54,28 +55,14 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/issuers", get(issuers))
         .route("/api/v1/events", get(events))
+        .merge(fleet::api::routes())
+        .merge(fleet::agent_api::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
-        .layer(middleware::from_fn_with_state(app.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            fleet::auth::authenticate,
+        ))
         .with_state(app)
-}
-
-async fn require_token(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), app.admin_token.as_bytes()) => {
-            next.run(request).await
-        }
-        _ => ApiError::unauthorized().into_response(),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn checked_name(name: &str) -> Result<CertName, ApiError> {
@@ -85,9 +72,10 @@ fn checked_name(name: &str) -> Result<CertName, ApiError> {
 async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<CertificateView>>, ApiError> {
     let now = certfleet_core::time::now();
     let certs = app.store.certificates().await?;
-    Ok(Json(
-        certs.iter().map(|c| CertificateView::new(c, now)).collect(),
-    ))
+    let mut views: Vec<CertificateView> =
+        certs.iter().map(|c| CertificateView::new(c, now)).collect();
+    fleet::fill_deployed(app.store.as_ref(), &mut views).await?;
+    Ok(Json(views))
 }
 
 async fn add(
@@ -103,6 +91,8 @@ async fn add(
         challenge: body.challenge.as_deref(),
     };
     let settings = validate_certificate("", &request, &app.issuer_settings)?;
+    let labels = Labels::from_map(body.labels.clone())
+        .map_err(|e| ApiError::invalid("labels", e.to_string()))?;
     if app
         .store
         .certificate(settings.name.as_str())
@@ -131,6 +121,9 @@ async fn add(
     };
     let created = app.store.create_certificate(&new).await?;
     let name = created.name.as_str();
+    if !labels.is_empty() {
+        app.store.set_labels(name, &labels).await?;
+    }
     let message = format!(
         "declared for {}",
         new.domains
@@ -172,8 +165,11 @@ async fn show(
             )
         })
         .collect();
+    let mut certificate = [CertificateView::new(&cert, certfleet_core::time::now())];
+    fleet::fill_deployed(app.store.as_ref(), &mut certificate).await?;
+    let [certificate] = certificate;
     Ok(Json(CertificateDetail {
-        certificate: CertificateView::new(&cert, certfleet_core::time::now()),
+        certificate,
         versions: views,
     }))
 }

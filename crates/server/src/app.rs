@@ -10,8 +10,8 @@ use axum::serve::ListenerExt;
 use certfleet_acme::issuer::Eab;
 use certfleet_acme::{AcmeIssuer, IssuerConfig};
 use certfleet_core::{
-    Certificate, CertificateStatus, ChallengeKind, EventKind, NewCertificate, Secret, Solver,
-    Source, Store,
+    Certificate, CertificateStatus, ChallengeKind, EventKind, Labels, NewCertificate, Secret,
+    Solver, Source, Store,
 };
 use certfleet_solvers::Http01Solver;
 use certfleet_store::{Sealer, SqliteStore};
@@ -21,8 +21,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{IssuerSettings, Settings};
 use crate::datadir::{DataDir, DataDirLock, ServerInfo};
+use crate::fleet::Fleet;
+use crate::fleet::http01::FleetHttp01;
 use crate::issuance::Issuance;
-use crate::{ServerError, api};
+use crate::{ServerError, api, tls};
 
 /// How often expired HTTP-01 responses are purged from the store.
 pub const CHALLENGE_PURGE_INTERVAL: Duration = Duration::from_secs(600);
@@ -46,6 +48,8 @@ pub struct App {
     pub declared: std::collections::BTreeSet<String>,
     /// The config file, for messages.
     pub config_file: Option<std::path::PathBuf>,
+    /// Agents' watch and the stop signal of long-polls.
+    pub fleet: Arc<Fleet>,
 }
 
 /// A running server (see [`start`]).
@@ -54,6 +58,10 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// Where the HTTP-01 responder listens.
     pub http01_addr: SocketAddr,
+    /// Where the REST API listens over TLS, if it does.
+    pub tls_addr: Option<SocketAddr>,
+    /// The fingerprint clients pin for the TLS listener.
+    pub tls_fingerprint: Option<String>,
     /// The admin token.
     pub admin_token: String,
     /// The shared state.
@@ -109,10 +117,17 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     let issuers = build_issuers(&settings, &store)?;
     let token_ttl = Duration::from_secs(settings.token_ttl_secs);
     let mut solvers: HashMap<ChallengeKind, Arc<dyn Solver>> = HashMap::new();
+    let http01: Arc<dyn Solver> = Arc::new(Http01Solver::new(store.clone(), token_ttl));
     solvers.insert(
         ChallengeKind::Http01,
-        Arc::new(Http01Solver::new(store.clone(), token_ttl)),
+        Arc::new(FleetHttp01::new(
+            http01,
+            store.clone(),
+            Duration::from_secs(settings.http01_confirm_timeout_secs),
+        )),
     );
+    let (stop, stopped) = watch::channel(false);
+    let (fleet, revision_task) = Fleet::start(&store, stopped.clone()).await?;
     let issuance = Arc::new(Issuance::new(
         store.clone(),
         issuers.clone(),
@@ -131,6 +146,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
             .map(|c| c.name.to_string())
             .collect(),
         config_file: settings.config_file.clone(),
+        fleet,
     });
     let expiry_wake = Arc::new(tokio::sync::Notify::new());
     let routes = certfleet_notify::build(&settings.notifiers).map_err(|errors| {
@@ -158,12 +174,19 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         .map_err(|e| ServerError::io("reading the responder address", e))?;
 
     let unix_listener = bind_socket(&data)?;
+    let tls = match settings.tls_listen {
+        Some(addr) => {
+            let setup = tls::setup(&data, &settings.tls)?;
+            let listener = bind(addr, "REST API over TLS (--tls-listen)").await?;
+            Some((setup, listener))
+        }
+        None => None,
+    };
 
     declare_configured(&app, &settings).await?;
     resume_unsettled(&app).await?;
 
-    let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         serve(api_listener, api::router(app.clone()), stopped.clone()),
         serve_unix(unix_listener, api::router(app.clone()), stopped.clone()),
         serve(
@@ -178,11 +201,39 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
             expiry_wake,
             stopped.clone(),
         )),
+        revision_task,
     ];
+    let (mut tls_addr, mut tls_fingerprint) = (None, None);
+    if let Some((setup, listener)) = tls {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::io("reading the TLS API address", e))?;
+        let listener = tls::TlsListener::new(listener, setup.config.clone())
+            .map_err(|e| ServerError::io("starting the TLS listener", e))?;
+        tasks.push(serve_any(
+            listener,
+            api::router(app.clone()),
+            stopped.clone(),
+        ));
+        // Not a secret: printed so that an operator can pin it on agents.
+        let trust = match &setup.ca_file {
+            Some(ca) => format!(" (or trust the CA file {})", ca.display()),
+            None => String::new(),
+        };
+        println!(
+            "REST API over TLS at https://{addr}; clients pin the fingerprint {}{trust}",
+            setup.fingerprint
+        );
+        tracing::info!(%addr, fingerprint = %setup.fingerprint, "REST API over TLS is listening");
+        tls_addr = Some(addr);
+        tls_fingerprint = Some(setup.fingerprint);
+    }
     data.write_server_info(&ServerInfo {
         api: format!("http://{api_addr}"),
         http01: http01_addr.to_string(),
         pid: std::process::id(),
+        tls_api: tls_addr.map(|a| format!("https://{a}")),
+        tls_fingerprint: tls_fingerprint.clone(),
     })
     .map_err(|e| ServerError::io(format!("writing {}", data.server_info_path().display()), e))?;
     tracing::info!(%api_addr, %http01_addr, data_dir = %settings.data_dir.display(), "certfleet server is running");
@@ -192,6 +243,8 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     Ok(Running {
         api_addr,
         http01_addr,
+        tls_addr,
+        tls_fingerprint,
         admin_token,
         app,
         stop,
@@ -308,18 +361,30 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> 
 fn serve(
     listener: TcpListener,
     router: axum::Router,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    // Small JSON answers and challenge responses: send them without Nagle delays.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    serve_any(listener, router, stopped)
+}
+
+fn serve_any<L>(
+    listener: L,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        // Small JSON answers and challenge responses: send them without Nagle delays.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
         if let Err(e) = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -354,8 +419,10 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
                         "declared in the config file",
                     )
                     .await?;
+                apply_configured_labels(app, c, &Labels::new()).await?;
             }
             Some(stored) => {
+                apply_configured_labels(app, c, &stored.labels).await?;
                 let Some(change) = declaration_change(&stored, &declared) else {
                     continue;
                 };
@@ -408,6 +475,26 @@ fn declaration_change(stored: &Certificate, declared: &NewCertificate) -> Option
         ));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Give a declared certificate the labels its declaration sets, if they differ.
+async fn apply_configured_labels(
+    app: &Arc<App>,
+    c: &crate::config::CertificateSettings,
+    current: &Labels,
+) -> Result<(), ServerError> {
+    let Some(labels) = c.labels.as_ref().filter(|l| *l != current) else {
+        return Ok(());
+    };
+    app.store.set_labels(c.name.as_str(), labels).await?;
+    app.store
+        .append_event(
+            Some(c.name.as_str()),
+            EventKind::LabelsChanged,
+            &format!("labels set to {{{labels}}} by the config file"),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Start orders for certificates that never got one or whose order a stop interrupted.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind};
+use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, Labels};
 
 pub use crate::validate::{CertificateRequest, validate_certificate};
 use serde::Deserialize;
@@ -32,6 +32,8 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_ORDER_TIMEOUT_SECS: u64 = 120;
 /// Default lifetime of a published HTTP-01 response.
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
+/// Default bound on waiting for every entitled agent to confirm an HTTP-01 response.
+pub const DEFAULT_HTTP01_CONFIRM_TIMEOUT_SECS: u64 = 60;
 
 /// A configuration error, naming the field.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,17 @@ pub struct ServerSection {
     pub max_concurrent_orders: Option<usize>,
     /// Days before notAfter at which an `expiring` event is recorded (default 14, 7, 3, 1).
     pub expiry_alert_days: Option<Vec<u32>>,
+    /// Address of the REST API over TLS, for agents and CLIs elsewhere.
+    pub tls_listen: Option<String>,
+    /// PEM chain for the TLS listener (default: the internal CA's certificate).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM key for the TLS listener.
+    pub tls_key: Option<PathBuf>,
+    /// Extra names of the internal CA's certificate (DNS names or IP addresses).
+    #[serde(default)]
+    pub tls_names: Vec<String>,
+    /// How long HTTP-01 waits for every entitled agent to confirm, seconds.
+    pub http01_confirm_timeout_secs: Option<u64>,
 }
 
 /// `[issuers.NAME]`
@@ -195,6 +208,8 @@ pub struct CertificateSection {
     pub key: Option<String>,
     /// Challenge type.
     pub challenge: Option<String>,
+    /// Labels that select the agents receiving it (`{ app = "www" }`).
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// Flags of `certfleet server` that override or replace the file.
@@ -214,6 +229,16 @@ pub struct Overrides {
     pub contacts: Vec<String>,
     /// `--max-concurrent-orders`
     pub max_concurrent_orders: Option<usize>,
+    /// `--tls-listen`
+    pub tls_listen: Option<String>,
+    /// `--tls-cert`
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`
+    pub tls_key: Option<PathBuf>,
+    /// `--tls-name`
+    pub tls_names: Vec<String>,
+    /// `--http01-confirm-timeout`
+    pub http01_confirm_timeout_secs: Option<u64>,
 }
 
 /// A validated issuer.
@@ -248,6 +273,8 @@ pub struct CertificateSettings {
     pub key: KeyKind,
     /// Challenge.
     pub challenge: ChallengeKind,
+    /// Labels, when the declaration sets them.
+    pub labels: Option<Labels>,
 }
 
 /// Everything the server needs, validated.
@@ -273,6 +300,12 @@ pub struct Settings {
     pub notifiers: Vec<certfleet_notify::NotifierSection>,
     /// Days before notAfter at which an `expiring` event is recorded.
     pub expiry_alert_days: Vec<u32>,
+    /// The REST API over TLS.
+    pub tls_listen: Option<SocketAddr>,
+    /// Its certificate.
+    pub tls: crate::tls::TlsSettings,
+    /// How long HTTP-01 waits for every entitled agent to confirm.
+    pub http01_confirm_timeout_secs: u64,
 }
 
 /// Read and parse a config file.
@@ -376,6 +409,45 @@ impl FileConfig {
         let expiry_alert_days = errors
             .check(check_alert_days(self.server.expiry_alert_days))
             .unwrap_or_default();
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+        {
+            let field = if flags.listen.is_some() {
+                "--listen"
+            } else {
+                "server.listen"
+            };
+            errors.check::<()>(Err(err(
+                field,
+                format!(
+                    "{addr} is not a loopback address; plain HTTP is allowed on loopback only. Serve agents and remote CLIs with --tls-listen (server.tls_listen)"
+                ),
+            )));
+        }
+        let tls_listen = match (&flags.tls_listen, &self.server.tls_listen) {
+            (Some(a), _) => errors.check(parse_addr("--tls-listen", a)),
+            (None, Some(a)) => errors.check(parse_addr("server.tls_listen", a)),
+            (None, None) => None,
+        };
+        let tls_requested = flags.tls_listen.is_some() || self.server.tls_listen.is_some();
+        let tls = crate::tls::TlsSettings {
+            cert: flags.tls_cert.clone().or(self.server.tls_cert),
+            key: flags.tls_key.clone().or(self.server.tls_key),
+            names: [flags.tls_names.clone(), self.server.tls_names].concat(),
+        };
+        errors.check(check_tls(tls_requested, &tls));
+        let confirm = flags
+            .http01_confirm_timeout_secs
+            .or(self.server.http01_confirm_timeout_secs)
+            .unwrap_or(DEFAULT_HTTP01_CONFIRM_TIMEOUT_SECS);
+        if confirm == 0 {
+            let field = if flags.http01_confirm_timeout_secs.is_some() {
+                "--http01-confirm-timeout"
+            } else {
+                "server.http01_confirm_timeout_secs"
+            };
+            errors.check::<()>(Err(err(field, "must be at least 1 second")));
+        }
         let data_dir = flags
             .data_dir
             .clone()
@@ -392,8 +464,37 @@ impl FileConfig {
             config_file: None,
             notifiers,
             expiry_alert_days,
+            tls_listen,
+            tls,
+            http01_confirm_timeout_secs: confirm,
         })
     }
+}
+
+fn check_tls(listening: bool, tls: &crate::tls::TlsSettings) -> Result<(), ConfigError> {
+    match (&tls.cert, &tls.key) {
+        (Some(_), None) => return Err(err("server.tls_key", "--tls-cert needs --tls-key")),
+        (None, Some(_)) => return Err(err("server.tls_cert", "--tls-key needs --tls-cert")),
+        _ => {}
+    }
+    if !listening && (tls.cert.is_some() || !tls.names.is_empty()) {
+        return Err(err(
+            "server.tls_listen",
+            "--tls-cert and --tls-name need --tls-listen ADDR (the TLS listener's address)",
+        ));
+    }
+    for (i, name) in tls.names.iter().enumerate() {
+        let ok = name.parse::<std::net::IpAddr>().is_ok()
+            || DnsName::parse(name).is_ok()
+            || (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !ok {
+            return Err(err(
+                format!("server.tls_names[{i}]"),
+                format!("{name:?} is neither a DNS name nor an IP address"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_addr(field: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -621,7 +722,14 @@ fn resolve_certificate(
         key: c.key.as_deref(),
         challenge: c.challenge.as_deref(),
     };
-    validate_certificate(&format!("certificates[{i}]."), &req, issuers)
+    let mut settings = validate_certificate(&format!("certificates[{i}]."), &req, issuers)?;
+    if let Some(labels) = &c.labels {
+        settings.labels = Some(
+            Labels::from_map(labels.clone())
+                .map_err(|e| err(format!("certificates[{i}].labels"), e.to_string()))?,
+        );
+    }
+    Ok(settings)
 }
 
 /// Most days before notAfter an expiry alert can be set at.

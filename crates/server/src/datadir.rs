@@ -78,6 +78,12 @@ pub struct ServerInfo {
     pub http01: String,
     /// Process id of the server.
     pub pid: u32,
+    /// Base URL of the REST API over TLS, when it listens on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_api: Option<String>,
+    /// SHA-256 fingerprint agents pin for the TLS listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
 }
 
 impl DataDir {

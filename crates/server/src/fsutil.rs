@@ -1,52 +1,26 @@
-//! Durable file writes: temporary name, write, fsync, rename, fsync the directory.
-//!
-//! The file is created with its final mode at open time, so a private key is never readable
-//! by others, not even for a moment.
+//! Durable file writes for the data directory, through `certfleet_deploy::files` (the one
+//! atomic writer the CLI's export and the agent use too): temporary name created with its final
+//! mode, write, fsync, rename, fsync the directory.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::Path;
 
-/// Write `bytes` to `path` atomically with permission `mode` (e.g. `0o600`).
-/// The directory must exist. Call [`sync_dir`] after a batch if other files were written too.
+/// Write `bytes` to `path` atomically with permission `mode` (e.g. `0o600`), whatever the
+/// umask. The directory must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        unique_suffix()
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
+    certfleet_deploy::files::write_one(path, bytes, mode).map_err(into_io)
 }
 
 /// fsync a directory so that renames inside it survive a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    certfleet_deploy::files::sync_dir(dir).map_err(into_io)
 }
 
-fn unique_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
+fn into_io(e: certfleet_deploy::DeployError) -> io::Error {
+    match e {
+        certfleet_deploy::DeployError::Io { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    }
 }
 
 /// Create a directory (and parents) with mode 0700 if it does not exist.

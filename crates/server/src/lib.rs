@@ -1,8 +1,9 @@
 //! certfleet's control plane: configuration ([`config`]), the data directory of the embedded
 //! default ([`datadir`]), shared input checks ([`validate`]), background issuance ([`issuance`]), the REST API ([`api`]) with its
 //! JSON shapes ([`views`]) and errors ([`problem`]), manual certificates ([`manual`]), the
-//! expiry watcher ([`expiry`]) and the event fan-out to notifiers ([`alerts`]), and start-up
-//! ([`app`]).
+//! expiry watcher ([`expiry`]) and the event fan-out to notifiers ([`alerts`]), the fleet of
+//! agents ([`fleet`]: roles, tokens, labels, the agent routes, HTTP-01 across the fleet), the
+//! API over TLS ([`tls`]), and start-up ([`app`]).
 #![warn(missing_docs)]
 
 pub mod alerts;
@@ -11,10 +12,12 @@ pub mod app;
 pub mod config;
 pub mod datadir;
 pub mod expiry;
+pub mod fleet;
 pub mod fsutil;
 pub mod issuance;
 pub mod manual;
 pub mod problem;
+pub mod tls;
 pub mod validate;
 pub mod views;
 

@@ -122,6 +122,16 @@ impl ApiError {
         )
     }
 
+    /// The token is valid but its role may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            detail.into(),
+        )
+    }
+
     /// An internal failure: logged, answered generically.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error while answering an API request");

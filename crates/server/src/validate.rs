@@ -112,5 +112,6 @@ pub fn validate_certificate(
         issuer: issuer.to_string(),
         key: key.expect("checked"),
         challenge,
+        labels: None,
     })
 }

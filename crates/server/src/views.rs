@@ -69,6 +69,21 @@ pub struct CertificateView {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// Labels that select the agents receiving it.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Agents that verified the current version by handshake, out of those entitled to it.
+    #[serde(default)]
+    pub deployed: Deployed,
+}
+
+/// `agents in sync / agents entitled` of one certificate.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Deployed {
+    /// Live agent tokens whose last report shows the current serial verified by handshake.
+    pub in_sync: u32,
+    /// Live agent tokens whose selector matches the certificate's labels.
+    pub entitled: u32,
 }
 
 impl CertificateView {
@@ -94,6 +109,8 @@ impl CertificateView {
             last_error: c.last_error.clone(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            labels: c.labels.as_map().clone(),
+            deployed: Deployed::default(),
         }
     }
 }
@@ -234,6 +251,9 @@ pub struct AddCertificate {
     /// Challenge type (default `http-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
+    /// Labels (`{"app": "www"}`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The body of `POST /api/v1/certificates/{name}/import`: PEM text of the files a person

@@ -12,6 +12,7 @@
 
 mod certificates;
 mod events;
+mod fleet;
 mod records;
 mod schema;
 mod versions;
@@ -29,9 +30,9 @@ use async_trait::async_trait;
 use certfleet_core::expiry::ExpiryWatch;
 use certfleet_core::time::UnixTime;
 use certfleet_core::{
-    AccountRecord, Certificate, CertificateStatus, Event, EventKind, EventListener, EventQuery,
-    Http01Challenge, NewCertificate, NewEvent, NewVersion, Secret, Source, Store, StoreError,
-    Version,
+    AccountRecord, AgentSeen, Certificate, CertificateStatus, DeploymentRecord, DeploymentReport,
+    Event, EventKind, EventListener, EventQuery, Http01Challenge, Labels, NewCertificate, NewEvent,
+    NewToken, NewVersion, Secret, Source, Store, StoreError, TokenRecord, Version,
 };
 use rusqlite::Connection;
 
@@ -55,6 +56,17 @@ struct Inner {
     sealer: Sealer,
     label: String,
     listener: RwLock<Option<Arc<dyn EventListener>>>,
+    watch: Mutex<Watch>,
+}
+
+/// Callbacks of [`Store::on_change`] and what they last saw.
+#[derive(Default)]
+struct Watch {
+    callbacks: Vec<Box<dyn Fn(u64) + Send + Sync>>,
+    /// `Connection::total_changes` after the last call.
+    changes: u64,
+    /// The revision the callbacks were last told.
+    revision: u64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -107,6 +119,7 @@ impl SqliteStore {
                 sealer,
                 label,
                 listener: RwLock::new(None),
+                watch: Mutex::new(Watch::default()),
             }),
         })
     }
@@ -135,10 +148,36 @@ impl SqliteStore {
             // A panic mid-call left no open transaction behind (rusqlite rolls back on drop),
             // so the connection is still usable.
             let mut conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn, &inner.sealer).map_err(StoreError::from)
+            let result = f(&mut conn, &inner.sealer).map_err(StoreError::from);
+            inner.notify_if_changed(&conn);
+            result
         })
         .await
         .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+}
+
+impl Inner {
+    /// After a call that wrote rows, tell the [`Store::on_change`] callbacks the new revision
+    /// if it moved. Runs on the blocking pool with the connection locked.
+    fn notify_if_changed(&self, conn: &Connection) {
+        let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        let changes = conn.total_changes();
+        if watch.callbacks.is_empty() || changes == watch.changes {
+            watch.changes = changes;
+            return;
+        }
+        watch.changes = changes;
+        match fleet::revision(conn) {
+            Ok(revision) if revision != watch.revision => {
+                watch.revision = revision;
+                for callback in &watch.callbacks {
+                    callback(revision);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "could not read the revision after a write"),
+        }
     }
 }
 
@@ -434,5 +473,83 @@ impl Store for SqliteStore {
         let (name, issuer) = (name.to_string(), issuer.to_string());
         self.call(move |c, _| certificates::set_source(c, &name, source, &issuer))
             .await
+    }
+    async fn set_labels(&self, name: &str, labels: &Labels) -> Result<(), StoreError> {
+        let (name, labels) = (name.to_string(), labels.clone());
+        self.call(move |c, _| certificates::set_labels(c, &name, &labels))
+            .await
+    }
+
+    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord, StoreError> {
+        let token = token.clone();
+        self.call(move |c, _| fleet::create_token(c, &token)).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_string();
+        self.call(move |c, _| fleet::token_by_hash(c, &hash)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.call(|c, _| fleet::tokens(c)).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| fleet::revoke_token(c, &name)).await
+    }
+
+    async fn touch_token(&self, name: &str, seen: AgentSeen) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| fleet::touch_token(c, &name, seen))
+            .await
+    }
+
+    async fn record_deployment(
+        &self,
+        agent: &str,
+        report: &DeploymentReport,
+    ) -> Result<Option<DeploymentRecord>, StoreError> {
+        let (agent, report) = (agent.to_string(), report.clone());
+        self.call(move |c, _| fleet::record_deployment(c, &agent, &report))
+            .await
+    }
+
+    async fn deployments(
+        &self,
+        certificate: Option<&str>,
+    ) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let certificate = certificate.map(str::to_string);
+        self.call(move |c, _| fleet::deployments(c, certificate.as_deref()))
+            .await
+    }
+
+    async fn live_challenges(&self, now: UnixTime) -> Result<Vec<Http01Challenge>, StoreError> {
+        self.call(move |c, _| fleet::live_challenges(c, now)).await
+    }
+
+    async fn confirm_challenge(&self, token: &str, agent: &str) -> Result<bool, StoreError> {
+        let (token, agent) = (token.to_string(), agent.to_string());
+        self.call(move |c, _| fleet::confirm_challenge(c, &token, &agent))
+            .await
+    }
+
+    async fn challenge_confirmations(&self, token: &str) -> Result<Vec<String>, StoreError> {
+        let token = token.to_string();
+        self.call(move |c, _| fleet::challenge_confirmations(c, &token))
+            .await
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        self.call(|c, _| fleet::revision(c)).await
+    }
+
+    fn on_change(&self, notify: Box<dyn Fn(u64) + Send + Sync>) {
+        let mut watch = self
+            .inner
+            .watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        watch.callbacks.push(notify);
     }
 }

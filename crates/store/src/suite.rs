@@ -16,6 +16,7 @@
 //! [`run_all`] on an empty one.
 
 mod certificates;
+mod fleet;
 mod lifecycle;
 mod records;
 mod versions;
@@ -30,6 +31,7 @@ pub use certificates::{
     certificate_lifecycle, declaration_updates, delete_cascades, order_url_round_trip,
     status_transitions,
 };
+pub use fleet::{confirmations, deployments, labels, revision, tokens};
 pub use lifecycle::{event_listener, event_queries, expiry_thresholds, source_switch};
 pub use records::{accounts, challenges, events};
 pub use versions::versions_and_keys;
@@ -52,6 +54,11 @@ pub async fn run_all(store: &dyn Store) {
     event_listener(store).await;
     expiry_thresholds(store).await;
     source_switch(store).await;
+    labels(store).await;
+    tokens(store).await;
+    deployments(store).await;
+    confirmations(store).await;
+    revision(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.

@@ -1,5 +1,8 @@
 //! Test kit: starts real services on free loopback ports for certfleet's tests.
 //!
+//! [`Nginx::start`] runs a private nginx (as `nobody`, in a temporary directory) serving TLS
+//! from the files a deploy target writes; see [`nginx`].
+//!
 //! [`Pebble::start`] runs the [Pebble](https://github.com/letsencrypt/pebble) ACME test CA
 //! (`/usr/bin/pebble`, Debian package `pebble`) together with `pebble-challtestsrv` as its DNS
 //! resolver, in a private temporary directory, bound to `127.0.0.1` only. The TLS certificate of
@@ -24,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod certbot;
+pub mod nginx;
 pub mod pebble;
 pub mod pki;
 pub mod ports;
@@ -32,6 +36,7 @@ pub mod smtp;
 pub mod webhook;
 
 pub use certbot::certbot_certonly;
+pub use nginx::{Nginx, NginxOptions};
 pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
 pub use pki::{TestLeaf, TestPki, Validity};
 pub use ports::{free_port, free_ports};

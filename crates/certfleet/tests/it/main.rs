@@ -1,11 +1,18 @@
 //! End-to-end tests of the `certfleet` binary against real Pebble.
 
+mod agents;
 mod bad_input;
 mod certbot;
+mod check;
+mod entitlement;
+mod export;
 mod field_reports;
+mod fleet_harness;
+mod fleet_http01;
 mod harness;
 mod imports;
 mod issuance;
 mod issuers;
 mod lifecycle;
 mod notifications;
+mod tls_api;

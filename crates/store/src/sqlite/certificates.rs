@@ -2,7 +2,7 @@
 
 use certfleet_core::time::{self, UnixTime};
 use certfleet_core::{
-    CertName, Certificate, CertificateStatus, DnsName, IssuedFor, NewCertificate, Source,
+    CertName, Certificate, CertificateStatus, DnsName, IssuedFor, Labels, NewCertificate, Source,
     StoreError,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
@@ -15,7 +15,8 @@ const ID_BYTES: usize = 16;
 /// Columns of a [`Certificate`], with `not_after` from its current version.
 const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
         c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
-        c.next_due, c.order_url, c.created_at, c.updated_at, v.domains, v.issuer, v.key_kind
+        c.next_due, c.order_url, c.created_at, c.updated_at, c.labels, v.domains, v.issuer,
+        v.key_kind
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -63,6 +64,7 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         created_at: now,
         updated_at: now,
         current: None,
+        labels: Labels::new(),
     })
 }
 
@@ -204,15 +206,16 @@ fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         order_url: row.get(13)?,
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
+        labels: parse_labels(&row.get::<_, String>(16)?)?,
         current: issued_for(row)?,
     })
 }
 
-/// What the current version was issued for (columns 16-18), if there is one.
+/// What the current version was issued for (columns 17-19), if there is one.
 fn issued_for(row: &Row<'_>) -> Result<Option<IssuedFor>, Fail> {
-    let domains: Option<String> = row.get(16)?;
-    let issuer: Option<String> = row.get(17)?;
-    let key_kind: Option<String> = row.get(18)?;
+    let domains: Option<String> = row.get(17)?;
+    let issuer: Option<String> = row.get(18)?;
+    let key_kind: Option<String> = row.get(19)?;
     let (Some(domains), Some(issuer), Some(key_kind)) = (domains, issuer, key_kind) else {
         return Ok(None);
     };
@@ -221,6 +224,23 @@ fn issued_for(row: &Row<'_>) -> Result<Option<IssuedFor>, Fail> {
         issuer,
         key_kind: parse(&key_kind, "versions.key_kind")?,
     }))
+}
+
+fn parse_labels(json: &str) -> Result<Labels, Fail> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("column labels: {e}")))
+}
+
+/// Replace the labels of `name`.
+pub(super) fn set_labels(conn: &Connection, name: &str, labels: &Labels) -> Result<(), Fail> {
+    let json = serde_json::to_string(labels).map_err(|e| StoreError::Backend(e.into()))?;
+    let changed = conn.execute(
+        "UPDATE certificates SET labels = ?2, updated_at = ?3 WHERE name = ?1",
+        params![name, json, time::now()],
+    )?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    Ok(())
 }
 
 fn parse_domains(json: &str) -> Result<Vec<DnsName>, Fail> {
@@ -234,7 +254,7 @@ fn parse_source(text: &str) -> Result<Source, Fail> {
         .ok_or_else(|| corrupt(format!("column source: unknown source {text:?}")))
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     e.sqlite_error().is_some_and(|err| {
         err.code == ErrorCode::ConstraintViolation
             && err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE

@@ -102,6 +102,68 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (certificate_id, seq) REFERENCES versions (certificate_id, seq)
             ON DELETE CASCADE
     );",
+    // 5: the fleet: labels on certificates, API tokens (agents are tokens of role agent),
+    // agents' deployment reports, HTTP-01 confirmations, and the revision agents watch,
+    // bumped by triggers so that every writer (issuance, renewal, API) moves it.
+    "ALTER TABLE certificates ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+
+    CREATE TABLE tokens (
+        name             TEXT PRIMARY KEY,
+        role             TEXT NOT NULL,
+        selector         TEXT,
+        token_hash       TEXT NOT NULL UNIQUE,
+        created_at       BIGINT NOT NULL,
+        revoked_at       BIGINT,
+        last_seen        BIGINT,
+        clock_offset_ms  BIGINT,
+        serves_http01    INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE deployments (
+        agent            TEXT NOT NULL REFERENCES tokens (name) ON DELETE CASCADE,
+        certificate_id   TEXT NOT NULL REFERENCES certificates (id) ON DELETE CASCADE,
+        version          INTEGER NOT NULL,
+        serial           TEXT NOT NULL,
+        verified         INTEGER NOT NULL,
+        served_serial    TEXT,
+        hook_status      INTEGER,
+        hook_output      TEXT,
+        error            TEXT,
+        rolled_back      INTEGER NOT NULL,
+        reported_at      BIGINT NOT NULL,
+        PRIMARY KEY (agent, certificate_id)
+    );
+    CREATE INDEX deployments_certificate ON deployments (certificate_id);
+
+    CREATE TABLE http01_confirmations (
+        token         TEXT NOT NULL REFERENCES http01_challenges (token) ON DELETE CASCADE,
+        agent         TEXT NOT NULL,
+        confirmed_at  BIGINT NOT NULL,
+        PRIMARY KEY (token, agent)
+    );
+
+    CREATE TABLE revision (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        value  BIGINT NOT NULL
+    );
+    INSERT INTO revision (id, value) VALUES (1, 0);
+    CREATE TRIGGER revision_versions AFTER INSERT ON versions
+        BEGIN UPDATE revision SET value = value + 1; END;
+    CREATE TRIGGER revision_certificates_update
+        AFTER UPDATE OF current_version, labels, domains ON certificates
+        BEGIN UPDATE revision SET value = value + 1; END;
+    CREATE TRIGGER revision_certificates_delete AFTER DELETE ON certificates
+        BEGIN UPDATE revision SET value = value + 1; END;
+    CREATE TRIGGER revision_challenges_insert AFTER INSERT ON http01_challenges
+        BEGIN UPDATE revision SET value = value + 1; END;
+    CREATE TRIGGER revision_challenges_update AFTER UPDATE ON http01_challenges
+        BEGIN UPDATE revision SET value = value + 1; END;
+    CREATE TRIGGER revision_challenges_delete AFTER DELETE ON http01_challenges
+        BEGIN UPDATE revision SET value = value + 1; END;
+    CREATE TRIGGER revision_tokens_insert AFTER INSERT ON tokens
+        BEGIN UPDATE revision SET value = value + 1; END;
+    CREATE TRIGGER revision_tokens_update AFTER UPDATE OF revoked_at, selector ON tokens
+        BEGIN UPDATE revision SET value = value + 1; END;",
 ];
 
 /// A database written by a newer certfleet than this one.

@@ -156,3 +156,34 @@ async fn two_pebbles_run_at_once_and_stop_on_drop() {
         "b survives a's drop"
     );
 }
+
+#[test]
+fn nginx_starts_as_nobody_reloads_refuses_a_broken_config_and_stops() {
+    use certfleet_testkit::{Nginx, NginxOptions};
+    let mut nginx = Nginx::start(NginxOptions::new("www", "www.example.test"));
+    let addr = nginx.tls_addr();
+    let pid = nginx.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid_line.contains("65534"), "runs as nobody: {uid_line}");
+    nginx.reload();
+    nginx.write_config(true);
+    let argv = nginx.check_argv();
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nginx -t refuses the broken config");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("this_is_not_a_directive"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nginx.write_config(false);
+    nginx.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "nginx still listens after stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
