@@ -10,6 +10,7 @@
 pub mod challenge;
 pub mod model;
 pub mod name;
+pub mod rules;
 pub mod secret;
 pub mod solver;
 pub mod store;
@@ -21,6 +22,7 @@ pub use model::{
     NewCertificate, NewVersion, Source, Version,
 };
 pub use name::{DnsName, NameError};
+pub use rules::{PresentedChallenge, SolverRules, SolverSet};
 pub use secret::Secret;
 pub use solver::{PendingChallenge, Solver, SolverError};
 pub use store::{Store, StoreError};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::challenge::ChallengeKind;
 use crate::name::DnsName;
+use crate::rules::SolverRules;
 use crate::secret::Secret;
 use crate::time::UnixTime;
 
@@ -211,6 +212,8 @@ pub struct NewCertificate {
     pub challenge: ChallengeKind,
     /// `acme` or `manual`.
     pub source: Source,
+    /// Which solver proves which name (empty: the challenge type's solver for all).
+    pub solvers: SolverRules,
 }
 
 /// A managed certificate (DESIGN.md §3).
@@ -248,6 +251,9 @@ pub struct Certificate {
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
+    /// Which solver proves which name (empty: the challenge type's solver for all).
+    #[serde(default)]
+    pub solvers: SolverRules,
 }
 
 impl Certificate {

@@ -12,6 +12,7 @@ use crate::model::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, NewCertificate, NewVersion,
     Version,
 };
+use crate::rules::PresentedChallenge;
 use crate::secret::Secret;
 use crate::time::UnixTime;
 
@@ -110,4 +111,18 @@ pub trait Store: Send + Sync + 'static {
     /// The newest `limit` events, newest first, optionally for one certificate.
     async fn events(&self, certificate: Option<&str>, limit: u32)
     -> Result<Vec<Event>, StoreError>;
+
+    /// Every HTTP-01 response live at `now` (what a responder keeps in memory, so that
+    /// requests for unknown tokens never reach the store).
+    async fn live_challenges(&self, now: UnixTime) -> Result<Vec<Http01Challenge>, StoreError>;
+
+    /// Record responses about to be published (before the solver publishes them), keyed by
+    /// (solver, token); recording one again replaces it.
+    async fn record_presented(&self, presented: &[PresentedChallenge]) -> Result<(), StoreError>;
+
+    /// Every recorded response not yet withdrawn, oldest first.
+    async fn presented_challenges(&self) -> Result<Vec<PresentedChallenge>, StoreError>;
+
+    /// Forget recorded responses of `solver` once they are withdrawn.
+    async fn forget_presented(&self, solver: &str, tokens: &[String]) -> Result<(), StoreError>;
 }

@@ -11,6 +11,7 @@
 //! twin is a straight port.
 
 mod certificates;
+mod presented;
 mod records;
 mod schema;
 mod versions;
@@ -28,7 +29,7 @@ use async_trait::async_trait;
 use certfleet_core::time::UnixTime;
 use certfleet_core::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, Http01Challenge,
-    NewCertificate, NewVersion, Secret, Store, StoreError, Version,
+    NewCertificate, NewVersion, PresentedChallenge, Secret, Store, StoreError, Version,
 };
 use rusqlite::Connection;
 
@@ -360,6 +361,26 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Event>, StoreError> {
         let certificate = certificate.map(str::to_string);
         self.call(move |c, _| records::events(c, certificate.as_deref(), limit))
+            .await
+    }
+
+    async fn live_challenges(&self, now: UnixTime) -> Result<Vec<Http01Challenge>, StoreError> {
+        self.call(move |c, _| presented::live_http01(c, now)).await
+    }
+
+    async fn record_presented(&self, presented: &[PresentedChallenge]) -> Result<(), StoreError> {
+        let presented = presented.to_vec();
+        self.call(move |c, _| presented::record(c, &presented))
+            .await
+    }
+
+    async fn presented_challenges(&self) -> Result<Vec<PresentedChallenge>, StoreError> {
+        self.call(|c, _| presented::list(c)).await
+    }
+
+    async fn forget_presented(&self, solver: &str, tokens: &[String]) -> Result<(), StoreError> {
+        let (solver, tokens) = (solver.to_string(), tokens.to_vec());
+        self.call(move |c, _| presented::forget(c, &solver, &tokens))
             .await
     }
 }

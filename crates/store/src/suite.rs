@@ -16,6 +16,7 @@
 //! [`run_all`] on an empty one.
 
 mod certificates;
+mod presented;
 mod records;
 mod versions;
 
@@ -28,6 +29,7 @@ use certfleet_core::{
 pub use certificates::{
     certificate_lifecycle, delete_cascades, order_url_round_trip, status_transitions,
 };
+pub use presented::{live_challenges, presented_challenges};
 pub use records::{accounts, challenges, events};
 pub use versions::versions_and_keys;
 
@@ -44,6 +46,8 @@ pub async fn run_all(store: &dyn Store) {
     accounts(store).await;
     challenges(store).await;
     events(store).await;
+    live_challenges(store).await;
+    presented_challenges(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.
@@ -58,6 +62,7 @@ pub fn new_certificate(name: &str, domains: &[&str]) -> NewCertificate {
         key_kind: KeyKind::EcdsaP256,
         challenge: ChallengeKind::Http01,
         source: Source::Acme,
+        solvers: Default::default(),
     }
 }
 

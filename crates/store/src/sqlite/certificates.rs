@@ -14,7 +14,7 @@ const ID_BYTES: usize = 16;
 /// Columns of a [`Certificate`], with `not_after` from its current version.
 const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
         c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
-        c.next_due, c.order_url, c.created_at, c.updated_at
+        c.next_due, c.order_url, c.created_at, c.updated_at, c.solvers
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -22,10 +22,11 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
     let id = random_id()?;
     let now = time::now();
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
+    let solvers = serde_json::to_string(&new.solvers).map_err(|e| StoreError::Backend(e.into()))?;
     let inserted = conn.execute(
         "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
-            status, failure_streak, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9)",
+            status, failure_streak, created_at, updated_at, solvers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10)",
         params![
             id,
             new.name.as_str(),
@@ -36,6 +37,7 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
             new.source.as_str(),
             CertificateStatus::Pending.as_str(),
             now,
+            solvers,
         ],
     );
     match inserted {
@@ -61,6 +63,7 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         order_url: None,
         created_at: now,
         updated_at: now,
+        solvers: new.solvers.clone(),
     })
 }
 
@@ -159,6 +162,8 @@ fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         order_url: row.get(13)?,
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
+        solvers: serde_json::from_str(&row.get::<_, String>(16)?)
+            .map_err(|e| corrupt(format!("column solvers: {e}")))?,
     })
 }
 
