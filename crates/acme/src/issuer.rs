@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use certfleet_core::{
-    AccountRecord, ChallengeKind, DnsName, EventKind, KeyKind, PendingChallenge, Secret,
-    SolverSet, Store, validate_token,
+    AccountRecord, ChallengeKind, DnsName, EventKind, KeyKind, PendingChallenge, Secret, SolverSet,
+    Store, validate_token,
 };
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,

@@ -2,7 +2,9 @@
 
 mod cert;
 mod client;
+mod dns;
 mod export;
+mod responder;
 mod server;
 mod table;
 
@@ -55,6 +57,11 @@ enum Command {
     /// Manage certificates (add, ls, show, renew, rm, export).
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Answer HTTP-01 challenges on another node from the control plane's Redis mirror.
+    Responder(responder::ResponderArgs),
+    /// DNS-01 helpers (acme-dns registration).
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +84,8 @@ fn main() -> ExitCode {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 cert::run(cmd, dir).await
             }
+            Command::Responder(args) => responder::run(args).await,
+            Command::Dns(cmd) => dns::run(cmd).await,
         }
     });
     match result {

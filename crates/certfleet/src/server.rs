@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// Account contact, such as mailto:ops@example.com; repeatable.
     #[arg(long = "contact", value_name = "URL")]
     contacts: Vec<String>,
+    /// Address of the TLS-ALPN-01 responder (RFC 8737); the CA must reach it on port 443 of
+    /// each name. Without it there is no tls-alpn-01 solver.
+    #[arg(long, value_name = "ADDR")]
+    tls_alpn_listen: Option<String>,
     /// Orders in flight at once [default: 16].
     #[arg(long, value_name = "N")]
     max_concurrent_orders: Option<usize>,
@@ -46,7 +50,8 @@ pub struct ServerArgs {
     check_config: bool,
 }
 
-pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliError> {
+/// Log to standard error, filtered by `CERTFLEET_LOG` (default `info`).
+pub(crate) fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("CERTFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -54,6 +59,10 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliE
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliError> {
+    init_logging();
     let file = match &args.config {
         Some(path) => config::load_file(path)
             .map_err(|e| CliError::failure(format!("invalid configuration: {e}")))?,
@@ -67,6 +76,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliE
         ca_roots: args.ca_roots,
         contacts: args.contacts,
         max_concurrent_orders: args.max_concurrent_orders,
+        tls_alpn_listen: args.tls_alpn_listen,
     };
     let settings = file
         .resolve(overrides)
@@ -84,7 +94,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliE
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,7 +1,7 @@
 //! Start-up of the control plane: data directory, key-encryption key, store, issuers,
 //! solvers, listeners; then serving until told to stop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,9 @@ use axum::serve::ListenerExt;
 use certfleet_acme::issuer::Eab;
 use certfleet_acme::{AcmeIssuer, IssuerConfig};
 use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventKind, NewCertificate, Secret, Solver, Source, Store,
+    CertificateStatus, ChallengeKind, EventKind, NewCertificate, Secret, Source, Store,
 };
-use certfleet_solvers::Http01Solver;
+use certfleet_solvers::live::{DEFAULT_SYNC_INTERVAL, sync_from_store};
 use certfleet_store::{Sealer, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::config::{IssuerSettings, Settings};
 use crate::datadir::{DataDir, ServerInfo};
 use crate::issuance::Issuance;
+use crate::solvers::SolverRegistry;
 use crate::{ServerError, api};
 
 /// How often expired HTTP-01 responses are purged from the store.
@@ -40,6 +41,10 @@ pub struct App {
     pub issuance: Arc<Issuance>,
     /// The admin bearer token.
     pub admin_token: String,
+    /// Challenge types by solver name (for validating requests).
+    pub solver_kinds: BTreeMap<String, ChallengeKind>,
+    /// The solvers.
+    pub solvers: Arc<SolverRegistry>,
 }
 
 /// A running server (see [`start`]).
@@ -48,6 +53,8 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// Where the HTTP-01 responder listens.
     pub http01_addr: SocketAddr,
+    /// Where the TLS-ALPN-01 responder listens, if it does.
+    pub tls_alpn_addr: Option<SocketAddr>,
     /// The admin token.
     pub admin_token: String,
     /// The shared state.
@@ -94,16 +101,15 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         );
     }
     let issuers = build_issuers(&settings, &store)?;
-    let token_ttl = Duration::from_secs(settings.token_ttl_secs);
-    let mut solvers: HashMap<ChallengeKind, Arc<dyn Solver>> = HashMap::new();
-    solvers.insert(
-        ChallengeKind::Http01,
-        Arc::new(Http01Solver::new(store.clone(), token_ttl)),
+    let solvers = Arc::new(
+        SolverRegistry::build(&settings.solvers, &store)
+            .await
+            .map_err(ServerError::Startup)?,
     );
     let issuance = Arc::new(Issuance::new(
         store.clone(),
         issuers.clone(),
-        solvers,
+        solvers.clone(),
         settings.max_concurrent_orders,
     ));
     let app = Arc::new(App {
@@ -112,6 +118,8 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         issuer_settings: settings.issuers.clone(),
         issuance,
         admin_token: admin_token.clone(),
+        solver_kinds: settings.solver_kinds(),
+        solvers: solvers.clone(),
     });
     let api_listener = bind(settings.listen, "REST API (--listen)").await?;
     let http01_listener = bind(
@@ -125,20 +133,46 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     let http01_addr = http01_listener
         .local_addr()
         .map_err(|e| ServerError::io("reading the responder address", e))?;
+    let tls_alpn_listener = match settings.tls_alpn01_listen {
+        Some(addr) => Some(bind(addr, "TLS-ALPN-01 responder (--tls-alpn-listen)").await?),
+        None => None,
+    };
+    let tls_alpn_addr = tls_alpn_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()
+        .map_err(|e| ServerError::io("reading the TLS-ALPN-01 address", e))?;
 
     declare_configured(&app, &settings).await?;
+    // Withdraw what a killed predecessor left published, before any new order starts.
+    certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
     resume_unsettled(&app).await?;
 
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         serve(api_listener, api::router(app.clone()), stopped.clone()),
         serve(
             http01_listener,
-            certfleet_solvers::responder::router(store.clone()),
+            certfleet_solvers::responder::router(solvers.live.clone()),
             stopped.clone(),
         ),
         tokio::spawn(purge_challenges(store.clone(), stopped.clone())),
+        tokio::spawn(sync_from_store(
+            solvers.live.clone(),
+            store.clone(),
+            DEFAULT_SYNC_INTERVAL,
+            stopped.clone(),
+        )),
     ];
+    if let Some(listener) = tls_alpn_listener {
+        let responder = solvers.tls_alpn.clone();
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = certfleet_solvers::tls_alpn::serve(listener, responder, stopped).await {
+                tracing::error!(error = %e, "the TLS-ALPN-01 responder failed");
+            }
+        }));
+    }
     data.write_server_info(&ServerInfo {
         api: format!("http://{api_addr}"),
         http01: http01_addr.to_string(),
@@ -152,6 +186,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     Ok(Running {
         api_addr,
         http01_addr,
+        tls_alpn_addr,
         admin_token,
         app,
         stop,
@@ -251,6 +286,7 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             key_kind: c.key,
             challenge: c.challenge,
             source: Source::Acme,
+            solvers: c.solvers.clone(),
         };
         app.store.create_certificate(&new).await?;
         app.store

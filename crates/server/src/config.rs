@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind};
+use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, SolverRules};
 
+use crate::solvers::SolverPlan;
+pub use crate::solvers::SolverSection;
 pub use crate::validate::{CertificateRequest, validate_certificate};
 use serde::Deserialize;
 
@@ -80,6 +82,8 @@ pub struct ServerSection {
     pub http01_listen: Option<String>,
     /// Orders in flight at once.
     pub max_concurrent_orders: Option<usize>,
+    /// TLS-ALPN-01 responder address (none: no TLS-ALPN-01).
+    pub tls_alpn01_listen: Option<String>,
 }
 
 /// `[issuers.NAME]`
@@ -112,18 +116,6 @@ pub struct EabSection {
     pub hmac_key: String,
 }
 
-/// `[[solvers]]`, selected by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-pub enum SolverSection {
-    /// The built-in HTTP-01 responder.
-    #[serde(rename = "http-01")]
-    Http01 {
-        /// Lifetime of a published response, seconds.
-        token_ttl_secs: Option<u64>,
-    },
-}
-
 /// `[[certificates]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +130,11 @@ pub struct CertificateSection {
     pub key: Option<String>,
     /// Challenge type.
     pub challenge: Option<String>,
+    /// Solver for names no rule in `solvers` matches.
+    pub solver: Option<String>,
+    /// Solver per identifier (`*.example.com`) or suffix (`.example.com`).
+    #[serde(default)]
+    pub solvers: BTreeMap<String, String>,
 }
 
 /// Flags of `certfleet server` that override or replace the file.
@@ -157,6 +154,8 @@ pub struct Overrides {
     pub contacts: Vec<String>,
     /// `--max-concurrent-orders`
     pub max_concurrent_orders: Option<usize>,
+    /// `--tls-alpn-listen`
+    pub tls_alpn_listen: Option<String>,
 }
 
 /// A validated issuer.
@@ -191,6 +190,8 @@ pub struct CertificateSettings {
     pub key: KeyKind,
     /// Challenge.
     pub challenge: ChallengeKind,
+    /// Which solver proves which name.
+    pub solvers: SolverRules,
 }
 
 /// Everything the server needs, validated.
@@ -210,6 +211,17 @@ pub struct Settings {
     pub token_ttl_secs: u64,
     /// Certificates declared in the file.
     pub certificates: Vec<CertificateSettings>,
+    /// TLS-ALPN-01 responder address.
+    pub tls_alpn01_listen: Option<SocketAddr>,
+    /// Every solver, validated, by name.
+    pub solvers: BTreeMap<String, SolverPlan>,
+}
+
+impl Settings {
+    /// Challenge types by solver name.
+    pub fn solver_kinds(&self) -> BTreeMap<String, ChallengeKind> {
+        crate::solvers::kinds(&self.solvers)
+    }
 }
 
 /// Read and parse a config file.
@@ -261,12 +273,23 @@ impl FileConfig {
             return Err(err("server.max_concurrent_orders", "must be at least 1"));
         }
         let issuers = resolve_issuers(self.issuers, &flags)?;
-        let token_ttl_secs = resolve_solvers(&self.solvers)?;
+        let tls_alpn = flags
+            .tls_alpn_listen
+            .clone()
+            .or(self.server.tls_alpn01_listen)
+            .map(|a| parse_addr("server.tls_alpn01_listen", &a))
+            .transpose()?;
+        let solvers = crate::solvers::resolve(&self.solvers, tls_alpn.is_some())?;
+        let token_ttl_secs = match solvers.get(crate::solvers::HTTP01) {
+            Some(SolverPlan::Http01(p)) => p.token_ttl.as_secs(),
+            _ => DEFAULT_TOKEN_TTL_SECS,
+        };
+        let kinds = crate::solvers::kinds(&solvers);
         let certificates = self
             .certificates
             .iter()
             .enumerate()
-            .map(|(i, c)| resolve_certificate(i, c, &issuers))
+            .map(|(i, c)| resolve_certificate(i, c, &issuers, &kinds))
             .collect::<Result<Vec<_>, _>>()?;
         check_unique_names(&certificates)?;
         Ok(Settings {
@@ -281,6 +304,8 @@ impl FileConfig {
             issuers,
             token_ttl_secs,
             certificates,
+            tls_alpn01_listen: tls_alpn,
+            solvers,
         })
     }
 }
@@ -429,36 +454,11 @@ fn check_root_file(field: &str, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn resolve_solvers(solvers: &[SolverSection]) -> Result<u64, ConfigError> {
-    let mut ttl = DEFAULT_TOKEN_TTL_SECS;
-    let mut seen = false;
-    for (i, s) in solvers.iter().enumerate() {
-        match s {
-            SolverSection::Http01 { token_ttl_secs } => {
-                if seen {
-                    return Err(err(format!("solvers[{i}]"), "http-01 is configured twice"));
-                }
-                seen = true;
-                match token_ttl_secs {
-                    Some(0) => {
-                        return Err(err(
-                            format!("solvers[{i}].token_ttl_secs"),
-                            "must be at least 1",
-                        ));
-                    }
-                    Some(v) => ttl = *v,
-                    None => {}
-                }
-            }
-        }
-    }
-    Ok(ttl)
-}
-
 fn resolve_certificate(
     i: usize,
     c: &CertificateSection,
     issuers: &BTreeMap<String, IssuerSettings>,
+    solvers: &BTreeMap<String, ChallengeKind>,
 ) -> Result<CertificateSettings, ConfigError> {
     let req = CertificateRequest {
         name: &c.name,
@@ -466,8 +466,10 @@ fn resolve_certificate(
         issuer: c.issuer.as_deref(),
         key: c.key.as_deref(),
         challenge: c.challenge.as_deref(),
+        solver: c.solver.as_deref(),
+        solvers: Some(&c.solvers),
     };
-    validate_certificate(&format!("certificates[{i}]."), &req, issuers)
+    validate_certificate(&format!("certificates[{i}]."), &req, issuers, solvers)
 }
 
 fn check_unique_names(certs: &[CertificateSettings]) -> Result<(), ConfigError> {

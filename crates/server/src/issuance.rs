@@ -5,23 +5,22 @@
 //! either `issuing` or the outcome (`valid` / `failed` with `last_error`). The renewal
 //! scheduler of a later issue calls [`Issuance::start`] the same way the API does.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use certfleet_acme::{AcmeIssuer, OrderObserver};
-use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventKind, NewVersion, Solver, Store, StoreError,
-};
+use certfleet_core::{CertificateStatus, EventKind, NewVersion, Store, StoreError};
 use tokio::sync::Semaphore;
 
+use crate::solvers::SolverRegistry;
 use crate::views::rfc3339;
 
 /// Background issuance.
 pub struct Issuance {
     store: Arc<dyn Store>,
     issuers: BTreeMap<String, Arc<AcmeIssuer>>,
-    solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+    solvers: Arc<SolverRegistry>,
     limit: Arc<Semaphore>,
     in_flight: Mutex<HashSet<String>>,
 }
@@ -59,7 +58,7 @@ impl Issuance {
     pub fn new(
         store: Arc<dyn Store>,
         issuers: BTreeMap<String, Arc<AcmeIssuer>>,
-        solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+        solvers: Arc<SolverRegistry>,
         max_concurrent: usize,
     ) -> Self {
         Self {
@@ -142,9 +141,10 @@ impl Issuance {
         let issuer = self.issuers.get(&cert.issuer).ok_or_else(|| {
             IssueFailure::Failed(format!("issuer {:?} is no longer configured", cert.issuer))
         })?;
-        let solver = self.solvers.get(&cert.challenge).ok_or_else(|| {
-            IssueFailure::Failed(format!("no {} solver is configured", cert.challenge))
-        })?;
+        let solvers = self
+            .solvers
+            .set_for(&cert.solvers, cert.challenge, &cert.domains)
+            .map_err(IssueFailure::Failed)?;
         let started = format!(
             "ordering {} name(s) from issuer {}",
             cert.domains.len(),
@@ -158,13 +158,7 @@ impl Issuance {
             name,
         };
         let issued = issuer
-            .issue(
-                name,
-                &cert.domains,
-                cert.key_kind,
-                solver.as_ref(),
-                &observer,
-            )
+            .issue(name, &cert.domains, cert.key_kind, &solvers, &observer)
             .await
             .map_err(|e| IssueFailure::Failed(e.to_string()))?;
         let leaf = issued.leaf().clone();

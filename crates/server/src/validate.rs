@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind};
+use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, SolverRules};
 
 use crate::config::{
     CertificateSettings, ConfigError, DEFAULT_ISSUER, IssuerSettings, MAX_NAMES_PER_CERTIFICATE,
@@ -23,13 +23,19 @@ pub struct CertificateRequest<'a> {
     pub key: Option<&'a str>,
     /// Challenge.
     pub challenge: Option<&'a str>,
+    /// Solver for names no rule matches.
+    pub solver: Option<&'a str>,
+    /// Solver per identifier or `.suffix`.
+    pub solvers: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Validate a certificate declaration from any source; `prefix` is prepended to field names.
+/// `solvers` lists the configured solvers and their challenge types.
 pub fn validate_certificate(
     prefix: &str,
     req: &CertificateRequest<'_>,
     issuers: &BTreeMap<String, IssuerSettings>,
+    solvers: &BTreeMap<String, ChallengeKind>,
 ) -> Result<CertificateSettings, ConfigError> {
     let f = |name: &str| format!("{prefix}{name}");
     let name = CertName::parse(req.name).map_err(|e| err(f("name"), e.to_string()))?;
@@ -45,32 +51,42 @@ pub fn validate_certificate(
             ),
         ));
     }
-    let challenge = match req.challenge {
-        Some(c) => c
-            .parse::<ChallengeKind>()
-            .map_err(|e| err(f("challenge"), e))?,
-        None => ChallengeKind::Http01,
-    };
-    if challenge != ChallengeKind::Http01 {
-        return Err(err(
-            f("challenge"),
-            format!("{challenge} is not supported yet; use http-01"),
-        ));
-    }
+    let (challenge, default_solver) = choose_default(&f, req, solvers)?;
     let mut domains: Vec<DnsName> = Vec::with_capacity(req.domains.len());
     for (i, raw) in req.domains.iter().enumerate() {
         let field = f(&format!("domains[{i}]"));
         let name = DnsName::parse(raw).map_err(|e| err(&field, e.to_string()))?;
-        if name.is_wildcard() && !challenge.supports_wildcards() {
-            return Err(err(
-                &field,
-                format!("{name} is a wildcard, which only dns-01 can prove; {challenge} cannot"),
-            ));
-        }
         if domains.contains(&name) {
             return Err(err(&field, format!("{name} is listed twice")));
         }
         domains.push(name);
+    }
+    let rules = SolverRules {
+        default: default_solver,
+        rules: check_rules(&f, req.solvers, &domains, solvers)?,
+    };
+    for (i, name) in domains.iter().enumerate() {
+        let rule = rules.rule_for(name);
+        let solver =
+            crate::solvers::solver_name_for(&rules, challenge, name, solvers).ok_or_else(|| {
+                err(
+                    f(&format!("domains[{i}]")),
+                    format!("no solver is configured for {name}"),
+                )
+            })?;
+        let kind = solvers[&solver];
+        if name.is_wildcard() && !kind.supports_wildcards() {
+            let field = match rule {
+                Some((pattern, _)) => f(&format!("solvers.{pattern:?}")),
+                None => f(&format!("domains[{i}]")),
+            };
+            return Err(err(
+                field,
+                format!(
+                    "{name} is a wildcard, which only dns-01 can prove; solver {solver:?} answers {kind}"
+                ),
+            ));
+        }
     }
     let issuer = req.issuer.unwrap_or(DEFAULT_ISSUER);
     if !issuers.contains_key(issuer) {
@@ -95,5 +111,111 @@ pub fn validate_certificate(
         issuer: issuer.to_string(),
         key,
         challenge,
+        solvers: rules,
     })
+}
+
+/// The certificate's challenge type and default solver from `challenge` and `solver`.
+fn choose_default(
+    f: &dyn Fn(&str) -> String,
+    req: &CertificateRequest<'_>,
+    solvers: &BTreeMap<String, ChallengeKind>,
+) -> Result<(ChallengeKind, Option<String>), ConfigError> {
+    let challenge = req
+        .challenge
+        .map(|c| {
+            c.parse::<ChallengeKind>()
+                .map_err(|e| err(f("challenge"), e))
+        })
+        .transpose()?;
+    if let Some(name) = req.solver {
+        let kind = *solvers
+            .get(name)
+            .ok_or_else(|| err(f("solver"), unknown_solver(name, solvers)))?;
+        if let Some(c) = challenge.filter(|c| *c != kind) {
+            return Err(err(
+                f("challenge"),
+                format!("solver {name:?} answers {kind}, not {c}"),
+            ));
+        }
+        return Ok((kind, Some(name.to_string())));
+    }
+    let kind = challenge.unwrap_or_default();
+    if crate::solvers::default_for_kind(kind, solvers).is_none() {
+        let dns: Vec<&str> = solvers
+            .iter()
+            .filter(|(_, k)| **k == ChallengeKind::Dns01)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let why = match kind {
+            ChallengeKind::Dns01 if dns.len() > 1 => format!(
+                "several dns-01 solvers are configured ({}); name one with `solver`",
+                dns.join(", ")
+            ),
+            ChallengeKind::TlsAlpn01 => {
+                "tls-alpn-01 needs a listener: set [server] tls_alpn01_listen or --tls-alpn-listen"
+                    .to_string()
+            }
+            _ => format!("no {kind} solver is configured; add one under [[solvers]]"),
+        };
+        return Err(err(f("challenge"), why));
+    }
+    Ok((kind, None))
+}
+
+fn unknown_solver(name: &str, solvers: &BTreeMap<String, ChallengeKind>) -> String {
+    let known: Vec<&str> = solvers.keys().map(String::as_str).collect();
+    format!(
+        "unknown solver {name:?}; configured solvers: {}",
+        known.join(", ")
+    )
+}
+
+/// Check `solvers = { pattern = name }`: patterns are one of the certificate's names or a
+/// `.suffix` covering at least one of them; names are configured solvers.
+fn check_rules(
+    f: &dyn Fn(&str) -> String,
+    rules: Option<&BTreeMap<String, String>>,
+    domains: &[DnsName],
+    solvers: &BTreeMap<String, ChallengeKind>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (pattern, solver) in rules.into_iter().flatten() {
+        let field = f(&format!("solvers.{pattern:?}"));
+        if !solvers.contains_key(solver) {
+            return Err(err(field, unknown_solver(solver, solvers)));
+        }
+        let key = match pattern.strip_prefix('.') {
+            Some(suffix) => {
+                let parsed = DnsName::parse(suffix).map_err(|e| err(&field, e.to_string()))?;
+                let probe = SolverRules {
+                    default: None,
+                    rules: [(format!(".{parsed}"), String::new())]
+                        .into_iter()
+                        .collect(),
+                };
+                if !domains.iter().any(|d| probe.rule_for(d).is_some()) {
+                    return Err(err(
+                        field,
+                        format!("the suffix .{parsed} covers none of the certificate's names"),
+                    ));
+                }
+                format!(".{parsed}")
+            }
+            None => {
+                let parsed = DnsName::parse(pattern).map_err(|e| err(&field, e.to_string()))?;
+                if !domains.contains(&parsed) {
+                    return Err(err(
+                        field,
+                        format!(
+                            "{parsed} is not one of the certificate's names (use .{parsed} for a suffix)"
+                        ),
+                    ));
+                }
+                parsed.to_string()
+            }
+        };
+        out.insert(key, solver.clone());
+    }
+    Ok(out)
 }

@@ -48,6 +48,9 @@ pub struct CertificateView {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// Which solver proves which name (`default` and `rules`; empty: the challenge type's).
+    #[serde(default)]
+    pub solvers: certfleet_core::SolverRules,
 }
 
 impl CertificateView {
@@ -69,6 +72,7 @@ impl CertificateView {
             last_error: c.last_error.clone(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            solvers: c.solvers.clone(),
         }
     }
 }
@@ -200,4 +204,10 @@ pub struct AddCertificate {
     /// Challenge type (default `http-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
+    /// Solver for names no rule matches (a `[[solvers]]` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<String>,
+    /// Solver per identifier (`*.example.com`) or suffix (`.example.com`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub solvers: std::collections::BTreeMap<String, String>,
 }

@@ -88,7 +88,11 @@ impl ApiClient {
         let (parts, body) = request.into_parts();
         let request = Request::from_parts(parts, Full::new(body));
         let work = async {
-            let rsp = self.inner.request(request).await.map_err(|e| error_chain(&e))?;
+            let rsp = self
+                .inner
+                .request(request)
+                .await
+                .map_err(|e| error_chain(&e))?;
             let (parts, body) = rsp.into_parts();
             let body = http_body_util::Limited::new(body, MAX_BODY)
                 .collect()
@@ -147,7 +151,9 @@ pub fn check_base_url(field: &str, url: &str) -> Result<String, Error> {
         Some("http") => {
             return Err(Error::config(
                 field,
-                format!("{url:?}: credentials are sent only over https:// (http:// is allowed for loopback addresses only)"),
+                format!(
+                    "{url:?}: credentials are sent only over https:// (http:// is allowed for loopback addresses only)"
+                ),
             ));
         }
         _ => {
@@ -163,5 +169,6 @@ pub fn check_base_url(field: &str, url: &str) -> Result<String, Error> {
 /// Whether `host` is `localhost` or a loopback address.
 pub fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

@@ -82,7 +82,10 @@ impl Solver for Http01Solver {
                 certificate: c.certificate.clone(),
                 expires_at,
             };
-            self.store.put_challenge(&record).await.map_err(solver_error)?;
+            self.store
+                .put_challenge(&record)
+                .await
+                .map_err(solver_error)?;
             self.live.insert(&record);
             if let Some(m) = &self.mirror {
                 m.publish(&record).await.map_err(solver_error)?;

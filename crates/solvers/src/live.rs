@@ -72,7 +72,9 @@ impl LiveTokens {
             inner.entries.remove(t);
             inner.removed.insert(t.clone(), now);
         }
-        inner.removed.retain(|_, at| now.duration_since(*at) < TOMBSTONE_TTL);
+        inner
+            .removed
+            .retain(|_, at| now.duration_since(*at) < TOMBSTONE_TTL);
     }
 
     /// Replace everything with `list`, a snapshot taken at `taken`: entries this process
@@ -137,7 +139,9 @@ pub async fn sync_from_store(
         let taken = Instant::now();
         match store.live_challenges(certfleet_core::time::now()).await {
             Ok(list) => live.replace_all(list, taken),
-            Err(e) => tracing::warn!(error = %e, "reloading live HTTP-01 responses from the store failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading live HTTP-01 responses from the store failed")
+            }
         }
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,
@@ -171,8 +175,14 @@ mod tests {
         live.remove(&["gone".to_string()]);
         // The snapshot predates "new" and still has "gone".
         live.replace_all(vec![c("old"), c("gone"), c("other")], taken);
-        assert!(live.lookup("new", "a.example", 50).is_some(), "inserted after the snapshot");
-        assert!(live.lookup("gone", "a.example", 50).is_none(), "removed after the snapshot");
+        assert!(
+            live.lookup("new", "a.example", 50).is_some(),
+            "inserted after the snapshot"
+        );
+        assert!(
+            live.lookup("gone", "a.example", 50).is_none(),
+            "removed after the snapshot"
+        );
         assert!(live.lookup("other", "a.example", 50).is_some());
         assert!(live.lookup("old", "b.example", 50).is_none(), "other host");
         assert!(live.lookup("old", "a.example", 100).is_none(), "expired");

@@ -77,15 +77,24 @@ fn redis_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Redis(format!("{what}: {e}"))
 }
 
-async fn bounded<T>(what: &str, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, Error> {
+async fn bounded<T>(
+    what: &str,
+    f: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Error> {
     tokio::time::timeout(COMMAND_TIMEOUT, f)
         .await
-        .map_err(|_| Error::Redis(format!("{what}: no answer within {} s", COMMAND_TIMEOUT.as_secs())))?
+        .map_err(|_| {
+            Error::Redis(format!(
+                "{what}: no answer within {} s",
+                COMMAND_TIMEOUT.as_secs()
+            ))
+        })?
         .map_err(|e| redis_err(what, e))
 }
 
 fn client(url: &str) -> Result<redis::Client, Error> {
-    redis::Client::open(url).map_err(|e| Error::config("redis.url", format!("{}: {e}", redact(url))))
+    redis::Client::open(url)
+        .map_err(|e| Error::config("redis.url", format!("{}: {e}", redact(url))))
 }
 
 /// `url` with any password replaced, for messages.
@@ -160,7 +169,8 @@ impl RedisMirror {
         let mut pipe = redis::pipe();
         for t in tokens {
             pipe.del(format!("{}{t}", self.settings.prefix)).ignore();
-            pipe.publish(self.settings.channel(), format!("del {t}")).ignore();
+            pipe.publish(self.settings.channel(), format!("del {t}"))
+                .ignore();
         }
         bounded("withdrawing responses", pipe.query_async::<()>(&mut conn)).await
     }
@@ -190,7 +200,10 @@ impl RedisReader {
         Ok(n)
     }
 
-    async fn scan(&self, conn: &mut redis::aio::MultiplexedConnection) -> Result<Vec<Http01Challenge>, Error> {
+    async fn scan(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<Vec<Http01Challenge>, Error> {
         let pattern = format!("{}*", self.settings.prefix);
         let mut cursor: u64 = 0;
         let mut keys: Vec<String> = Vec::new();
@@ -222,15 +235,24 @@ impl RedisReader {
     }
 
     /// The response under `key` if the key is `{prefix}{valid token}` and well-formed.
-    async fn fetch(&self, conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Result<Option<Http01Challenge>, Error> {
+    async fn fetch(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        key: &str,
+    ) -> Result<Option<Http01Challenge>, Error> {
         let Some(token) = key.strip_prefix(&self.settings.prefix) else {
             return Ok(None);
         };
         if validate_token(token).is_err() {
             return Ok(None);
         }
-        let fields: std::collections::HashMap<String, String> = bounded("HGETALL", conn.hgetall(key)).await?;
-        let (Some(host), Some(ka), Some(exp)) = (fields.get("host"), fields.get("key_authorization"), fields.get("expires_at")) else {
+        let fields: std::collections::HashMap<String, String> =
+            bounded("HGETALL", conn.hgetall(key)).await?;
+        let (Some(host), Some(ka), Some(exp)) = (
+            fields.get("host"),
+            fields.get("key_authorization"),
+            fields.get("expires_at"),
+        ) else {
             return Ok(None);
         };
         let Ok(expires_at) = exp.parse() else {
@@ -290,7 +312,12 @@ impl RedisReader {
         }
     }
 
-    async fn apply(&self, conn: &mut redis::aio::MultiplexedConnection, live: &LiveTokens, payload: &str) -> Result<(), Error> {
+    async fn apply(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        live: &LiveTokens,
+        payload: &str,
+    ) -> Result<(), Error> {
         let Some((op, token)) = payload.split_once(' ') else {
             return Ok(());
         };

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use certfleet_core::{ChallengeKind, PendingChallenge, PresentedChallenge, Solver, SolverError, Store};
+use certfleet_core::{
+    ChallengeKind, PendingChallenge, PresentedChallenge, Solver, SolverError, Store,
+};
 
 /// A solver whose presentations are recorded in the store.
 pub struct Recorded {
@@ -69,7 +71,10 @@ impl Solver for Recorded {
 /// Withdraw every presentation still recorded (call before any order starts). A
 /// presentation whose solver is no longer configured, or whose cleanup fails, stays recorded
 /// for the next start and is logged. Returns how many were withdrawn.
-pub async fn finish_cleanup(store: &Arc<dyn Store>, solvers: &BTreeMap<String, Arc<dyn Solver>>) -> usize {
+pub async fn finish_cleanup(
+    store: &Arc<dyn Store>,
+    solvers: &BTreeMap<String, Arc<dyn Solver>>,
+) -> usize {
     let left = match store.presented_challenges().await {
         Ok(l) => l,
         Err(e) => {
@@ -96,7 +101,9 @@ pub async fn finish_cleanup(store: &Arc<dyn Store>, solvers: &BTreeMap<String, A
                 tracing::info!(solver = %name, count = challenges.len(), "withdrew challenge responses left by the last run");
                 done += challenges.len();
             }
-            Err(e) => tracing::warn!(solver = %name, error = %e, "could not withdraw responses left by the last run; will retry at the next start"),
+            Err(e) => {
+                tracing::warn!(solver = %name, error = %e, "could not withdraw responses left by the last run; will retry at the next start")
+            }
         }
     }
     done

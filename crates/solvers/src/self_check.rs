@@ -30,10 +30,11 @@ impl SelfCheck {
     /// A check of `urls`, each `http://` or `https://` with a host; the error names the field.
     pub fn new(field: &str, urls: Vec<String>, timeout: Duration) -> Result<Self, Error> {
         for (i, u) in urls.iter().enumerate() {
-            let parsed: http::Uri = u
-                .parse()
-                .map_err(|_| Error::config(format!("{field}[{i}]"), format!("{u:?} is not a URL")))?;
-            let ok = matches!(parsed.scheme_str(), Some("http" | "https")) && parsed.host().is_some();
+            let parsed: http::Uri = u.parse().map_err(|_| {
+                Error::config(format!("{field}[{i}]"), format!("{u:?} is not a URL"))
+            })?;
+            let ok =
+                matches!(parsed.scheme_str(), Some("http" | "https")) && parsed.host().is_some();
             if !ok {
                 return Err(Error::config(
                     format!("{field}[{i}]"),
@@ -42,7 +43,10 @@ impl SelfCheck {
             }
         }
         Ok(Self {
-            urls: urls.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect(),
+            urls: urls
+                .into_iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
             timeout,
             client: ApiClient::new(Duration::from_secs(5))?,
         })
@@ -57,7 +61,12 @@ impl SelfCheck {
                 loop {
                     let rsp = self
                         .client
-                        .call(Method::GET, &target, &[("Host", c.identifier.clone())], Bytes::new())
+                        .call(
+                            Method::GET,
+                            &target,
+                            &[("Host", c.identifier.clone())],
+                            Bytes::new(),
+                        )
                         .await;
                     let served = matches!(&rsp, Ok(r) if r.status.is_success() && r.body == c.key_authorization.expose().as_bytes());
                     if served {

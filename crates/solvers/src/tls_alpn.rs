@@ -42,7 +42,10 @@ impl TlsAlpnResponder {
 
     /// How many names have a challenge certificate.
     pub fn len(&self) -> usize {
-        self.certs.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.certs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether none has.
@@ -75,8 +78,12 @@ impl ResolvesServerCert for Resolver {
 }
 
 /// The challenge certificate for `identifier` and `key_authorization` (RFC 8737 §3).
-pub fn challenge_certificate(identifier: &str, key_authorization: &str) -> Result<CertifiedKey, Error> {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
+pub fn challenge_certificate(
+    identifier: &str,
+    key_authorization: &str,
+) -> Result<CertifiedKey, Error> {
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
     let key = rcgen::KeyPair::generate().map_err(|e| Error::Tls(format!("challenge key: {e}")))?;
     let mut params = rcgen::CertificateParams::new(vec![identifier.to_string()])
         .map_err(|e| Error::Tls(format!("challenge certificate for {identifier}: {e}")))?;
@@ -104,7 +111,11 @@ pub fn server_config(responder: Arc<TlsAlpnResponder>) -> Result<rustls::ServerC
 
 /// Accept connections on `listener` until `stopped` turns true; each gets one handshake and
 /// is then closed.
-pub async fn serve(listener: TcpListener, responder: Arc<TlsAlpnResponder>, mut stopped: watch::Receiver<bool>) -> Result<(), Error> {
+pub async fn serve(
+    listener: TcpListener,
+    responder: Arc<TlsAlpnResponder>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), Error> {
     let acceptor = TlsAcceptor::from(Arc::new(server_config(responder)?));
     loop {
         let accepted = tokio::select! {
@@ -122,7 +133,12 @@ pub async fn serve(listener: TcpListener, responder: Arc<TlsAlpnResponder>, mut 
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(mut tls)) => {
-                    let name = tls.get_ref().1.server_name().unwrap_or_default().to_string();
+                    let name = tls
+                        .get_ref()
+                        .1
+                        .server_name()
+                        .unwrap_or_default()
+                        .to_string();
                     tracing::debug!(%peer, %name, "answered a TLS-ALPN-01 handshake");
                     let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
                 }
@@ -154,20 +170,33 @@ impl Solver for TlsAlpn01Solver {
     async fn present(&self, challenges: &[PendingChallenge]) -> Result<(), SolverError> {
         let mut built = Vec::with_capacity(challenges.len());
         for c in challenges {
-            let (id, ka) = (c.identifier.clone(), c.key_authorization.expose().to_string());
+            let (id, ka) = (
+                c.identifier.clone(),
+                c.key_authorization.expose().to_string(),
+            );
             let cert = tokio::task::spawn_blocking(move || challenge_certificate(&id, &ka))
                 .await
-                .map_err(|e| SolverError::new(ChallengeKind::TlsAlpn01, format!("certificate task: {e}")))?
+                .map_err(|e| {
+                    SolverError::new(ChallengeKind::TlsAlpn01, format!("certificate task: {e}"))
+                })?
                 .map_err(|e| e.into_solver_error(ChallengeKind::TlsAlpn01))?;
             built.push((c.identifier.to_ascii_lowercase(), Arc::new(cert)));
         }
-        let mut certs = self.responder.certs.write().unwrap_or_else(PoisonError::into_inner);
+        let mut certs = self
+            .responder
+            .certs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         certs.extend(built);
         Ok(())
     }
 
     async fn cleanup(&self, challenges: &[PendingChallenge]) -> Result<(), SolverError> {
-        let mut certs = self.responder.certs.write().unwrap_or_else(PoisonError::into_inner);
+        let mut certs = self
+            .responder
+            .certs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         for c in challenges {
             certs.remove(&c.identifier.to_ascii_lowercase());
         }

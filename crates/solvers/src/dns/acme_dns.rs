@@ -64,10 +64,16 @@ pub type Accounts = BTreeMap<String, AcmeDnsAccount>;
 pub fn read_accounts(path: &Path) -> Result<Accounts, Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            Error::config("credentials_file", format!("{}: not an acme-dns credentials file: {e}", path.display()))
+            Error::config(
+                "credentials_file",
+                format!("{}: not an acme-dns credentials file: {e}", path.display()),
+            )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Accounts::new()),
-        Err(e) => Err(Error::config("credentials_file", format!("{}: {e}", path.display()))),
+        Err(e) => Err(Error::config(
+            "credentials_file",
+            format!("{}: {e}", path.display()),
+        )),
     }
 }
 
@@ -92,7 +98,9 @@ impl AcmeDns {
     pub fn new(prefix: &str, settings: &AcmeDnsSettings, client: ApiClient) -> Result<Self, Error> {
         let api = check_base_url(&format!("{prefix}api_url"), &settings.api_url)?;
         let accounts = read_accounts(&settings.credentials_file).map_err(|e| match e {
-            Error::Config { message, .. } => Error::config(format!("{prefix}credentials_file"), message),
+            Error::Config { message, .. } => {
+                Error::config(format!("{prefix}credentials_file"), message)
+            }
             other => other,
         })?;
         if accounts.is_empty() {
@@ -105,7 +113,11 @@ impl AcmeDns {
                 ),
             ));
         }
-        Ok(Self { api, accounts, client })
+        Ok(Self {
+            api,
+            accounts,
+            client,
+        })
     }
 
     fn account(&self, domain: &str) -> Result<&AcmeDnsAccount, Error> {
@@ -159,7 +171,12 @@ impl DnsProvider for AcmeDns {
         };
         Err(Error::Api {
             provider: PROVIDER,
-            message: format!("POST {url} for {}: HTTP {}{hint}: {}", record.domain, rsp.status.as_u16(), rsp.text(200)),
+            message: format!(
+                "POST {url} for {}: HTTP {}{hint}: {}",
+                record.domain,
+                rsp.status.as_u16(),
+                rsp.text(200)
+            ),
         })
     }
 
@@ -171,7 +188,11 @@ impl DnsProvider for AcmeDns {
 
 /// Register a new account at `api` (`POST /register`); `allow_from` lists the networks
 /// allowed to update it (CIDR), empty for any.
-pub async fn register(client: &ApiClient, api: &str, allow_from: &[String]) -> Result<AcmeDnsAccount, Error> {
+pub async fn register(
+    client: &ApiClient,
+    api: &str,
+    allow_from: &[String],
+) -> Result<AcmeDnsAccount, Error> {
     let api = check_base_url("--api", api)?;
     let url = format!("{api}/register");
     let body = if allow_from.is_empty() {
@@ -180,7 +201,12 @@ pub async fn register(client: &ApiClient, api: &str, allow_from: &[String]) -> R
         serde_json::json!({ "allowfrom": allow_from }).to_string()
     };
     let rsp = client
-        .call(Method::POST, &url, &[("Content-Type", "application/json".into())], Bytes::from(body))
+        .call(
+            Method::POST,
+            &url,
+            &[("Content-Type", "application/json".into())],
+            Bytes::from(body),
+        )
         .await
         .map_err(|e| Error::Api {
             provider: PROVIDER,
@@ -189,13 +215,18 @@ pub async fn register(client: &ApiClient, api: &str, allow_from: &[String]) -> R
     if !rsp.status.is_success() {
         return Err(Error::Api {
             provider: PROVIDER,
-            message: format!("POST {url}: HTTP {}: {}", rsp.status.as_u16(), rsp.text(200)),
+            message: format!(
+                "POST {url}: HTTP {}: {}",
+                rsp.status.as_u16(),
+                rsp.text(200)
+            ),
         });
     }
-    let mut account: AcmeDnsAccount = serde_json::from_slice(&rsp.body).map_err(|e| Error::Api {
-        provider: PROVIDER,
-        message: format!("POST {url}: the answer is not an acme-dns account: {e}"),
-    })?;
+    let mut account: AcmeDnsAccount =
+        serde_json::from_slice(&rsp.body).map_err(|e| Error::Api {
+            provider: PROVIDER,
+            message: format!("POST {url}: the answer is not an acme-dns account: {e}"),
+        })?;
     account.server_url = Some(api);
     Ok(account)
 }

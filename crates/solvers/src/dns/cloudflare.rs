@@ -61,7 +61,11 @@ fn api_error(message: String) -> Error {
 
 impl Cloudflare {
     /// Check the settings (fields named under `prefix`) and build the provider.
-    pub fn new(prefix: &str, settings: CloudflareSettings, client: ApiClient) -> Result<Self, Error> {
+    pub fn new(
+        prefix: &str,
+        settings: CloudflareSettings,
+        client: ApiClient,
+    ) -> Result<Self, Error> {
         let api = check_base_url(&format!("{prefix}api_url"), &settings.api_url)?;
         if settings.api_token.expose().trim().is_empty() {
             return Err(Error::config(
@@ -72,7 +76,10 @@ impl Cloudflare {
         if let Some(id) = &settings.zone_id
             && (id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()))
         {
-            return Err(Error::config(format!("{prefix}zone_id"), format!("{id:?} is not a Cloudflare zone id")));
+            return Err(Error::config(
+                format!("{prefix}zone_id"),
+                format!("{id:?} is not a Cloudflare zone id"),
+            ));
         }
         Ok(Self {
             api,
@@ -82,7 +89,12 @@ impl Cloudflare {
         })
     }
 
-    async fn request(&self, method: Method, path_and_query: &str, body: Option<Value>) -> Result<Value, Error> {
+    async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Error> {
         let url = format!("{}{path_and_query}", self.api);
         let mut headers = vec![("Authorization", format!("Bearer {}", self.token.expose()))];
         let body = match body {
@@ -92,7 +104,10 @@ impl Cloudflare {
             }
             None => Bytes::new(),
         };
-        let what = format!("{method} {}", path_and_query.split('?').next().unwrap_or(path_and_query));
+        let what = format!(
+            "{method} {}",
+            path_and_query.split('?').next().unwrap_or(path_and_query)
+        );
         let rsp = self
             .client
             .call(method, &url, &headers, body)
@@ -111,18 +126,29 @@ impl Cloudflare {
             let result = self
                 .request(Method::GET, &format!("/zones?name={candidate}"), None)
                 .await?;
-            if let Some(id) = result.as_array().and_then(|a| a.first()).and_then(|z| z["id"].as_str()) {
+            if let Some(id) = result
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|z| z["id"].as_str())
+            {
                 return Ok(id.to_string());
             }
         }
-        Err(api_error(format!("no zone of this token contains {name}; set zone_id")))
+        Err(api_error(format!(
+            "no zone of this token contains {name}; set zone_id"
+        )))
     }
 }
 
 /// Unwrap Cloudflare's envelope, turning `errors` into a message.
 fn envelope(what: &str, rsp: &ApiResponse) -> Result<Value, Error> {
-    let json: Value = serde_json::from_slice(&rsp.body)
-        .map_err(|_| api_error(format!("{what}: HTTP {}: {}", rsp.status.as_u16(), rsp.text(200))))?;
+    let json: Value = serde_json::from_slice(&rsp.body).map_err(|_| {
+        api_error(format!(
+            "{what}: HTTP {}: {}",
+            rsp.status.as_u16(),
+            rsp.text(200)
+        ))
+    })?;
     if rsp.status.is_success() && json["success"].as_bool() == Some(true) {
         return Ok(json["result"].clone());
     }
@@ -130,14 +156,24 @@ fn envelope(what: &str, rsp: &ApiResponse) -> Result<Value, Error> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| format!("{} (code {})", e["message"].as_str().unwrap_or("?"), e["code"]))
+                .map(|e| {
+                    format!(
+                        "{} (code {})",
+                        e["message"].as_str().unwrap_or("?"),
+                        e["code"]
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
     Err(api_error(format!(
         "{what}: HTTP {}: {}",
         rsp.status.as_u16(),
-        if errors.is_empty() { rsp.text(200) } else { errors.join("; ") }
+        if errors.is_empty() {
+            rsp.text(200)
+        } else {
+            errors.join("; ")
+        }
     )))
 }
 
@@ -155,8 +191,12 @@ impl DnsProvider for Cloudflare {
             "content": format!("\"{}\"", record.value),
             "ttl": TTL,
         });
-        self.request(Method::POST, &format!("/zones/{zone}/dns_records"), Some(body))
-            .await?;
+        self.request(
+            Method::POST,
+            &format!("/zones/{zone}/dns_records"),
+            Some(body),
+        )
+        .await?;
         Ok(())
     }
 
@@ -181,8 +221,12 @@ impl DnsProvider for Cloudflare {
             .filter_map(|r| r["id"].as_str().map(str::to_string))
             .collect();
         for id in ids {
-            self.request(Method::DELETE, &format!("/zones/{zone}/dns_records/{id}"), None)
-                .await?;
+            self.request(
+                Method::DELETE,
+                &format!("/zones/{zone}/dns_records/{id}"),
+                None,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -47,7 +47,10 @@ pub struct Exec {
 impl Exec {
     /// Check the settings (fields named under `prefix`) and build the provider.
     pub fn new(prefix: &str, settings: ExecSettings) -> Result<Self, Error> {
-        for (field, argv) in [("present", &settings.present), ("cleanup", &settings.cleanup)] {
+        for (field, argv) in [
+            ("present", &settings.present),
+            ("cleanup", &settings.cleanup),
+        ] {
             let Some(program) = argv.first() else {
                 return Err(Error::config(
                     format!("{prefix}{field}"),
@@ -100,7 +103,11 @@ impl Exec {
             argv[0],
             record.name,
             output.status,
-            if tail.is_empty() { String::new() } else { format!(": {tail}") }
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
         )))
     }
 }

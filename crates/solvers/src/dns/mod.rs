@@ -43,7 +43,8 @@ pub struct TxtRecord {
 
 /// The TXT value for a key authorization: `base64url(SHA-256(key_authorization))`.
 pub fn txt_value(key_authorization: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
@@ -100,7 +101,11 @@ pub struct Dns01Solver {
 
 impl Dns01Solver {
     /// A solver called `name` (as in `[[solvers]] name`).
-    pub fn new(name: impl Into<String>, provider: Arc<dyn DnsProvider>, propagation: Propagation) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        provider: Arc<dyn DnsProvider>,
+        propagation: Propagation,
+    ) -> Self {
         Self {
             name: name.into(),
             provider,
@@ -156,13 +161,20 @@ impl Solver for Dns01Solver {
             .await
             .map_err(solver_error)?;
         let lookups: Vec<(String, String)> = if self.provider.follows_cname() {
-            records.iter().map(|r| (r.name.clone(), r.value.clone())).collect()
+            records
+                .iter()
+                .map(|r| (r.name.clone(), r.value.clone()))
+                .collect()
         } else {
             // The provider wrote elsewhere; check through the CNAME at the usual label.
             let mut out = Vec::new();
             for r in &records {
                 let label = format!("{CHALLENGE_LABEL}.{}", r.domain);
-                let name = self.propagation.follow_cname(&label).await.map_err(solver_error)?;
+                let name = self
+                    .propagation
+                    .follow_cname(&label)
+                    .await
+                    .map_err(solver_error)?;
                 out.push((name, r.value.clone()));
             }
             out
@@ -189,6 +201,9 @@ mod tests {
     #[test]
     fn txt_value_matches_rfc_8555_example_shape() {
         // SHA-256 of "abc" is ba7816bf...; base64url without padding is 43 characters.
-        assert_eq!(txt_value("abc"), "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
+        assert_eq!(
+            txt_value("abc"),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
     }
 }

@@ -103,7 +103,11 @@ impl Propagation {
 
     /// Ask the lookup servers in turn; the first answer (any response code but SERVFAIL and
     /// REFUSED) wins.
-    async fn lookup(&self, name: &Name, rtype: RecordType) -> Result<hickory_proto::op::Message, Error> {
+    async fn lookup(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+    ) -> Result<hickory_proto::op::Message, Error> {
         let (servers, recursion) = self.lookup_servers();
         let mut last = Error::Dns {
             server: "none".into(),
@@ -111,13 +115,21 @@ impl Propagation {
         };
         for server in servers {
             match wire::query(server, name, rtype, recursion, self.settings.query_timeout).await {
-                Ok(m) if !matches!(m.metadata.response_code, ResponseCode::ServFail | ResponseCode::Refused) => {
+                Ok(m)
+                    if !matches!(
+                        m.metadata.response_code,
+                        ResponseCode::ServFail | ResponseCode::Refused
+                    ) =>
+                {
                     return Ok(m);
                 }
                 Ok(m) => {
                     last = Error::Dns {
                         server: server.to_string(),
-                        message: format!("answered {} for {name} {rtype}", wire::rcode_name(m.metadata.response_code)),
+                        message: format!(
+                            "answered {} for {name} {rtype}",
+                            wire::rcode_name(m.metadata.response_code)
+                        ),
                     };
                 }
                 Err(e) => last = e,
@@ -169,8 +181,14 @@ impl Propagation {
                     continue;
                 };
                 out.extend(answer.answers.iter().filter_map(|r| match &r.data {
-                    RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), self.settings.authoritative_port)),
-                    RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), self.settings.authoritative_port)),
+                    RData::A(a) => Some(SocketAddr::new(
+                        IpAddr::V4(a.0),
+                        self.settings.authoritative_port,
+                    )),
+                    RData::AAAA(a) => Some(SocketAddr::new(
+                        IpAddr::V6(a.0),
+                        self.settings.authoritative_port,
+                    )),
                     _ => None,
                 }));
             }
@@ -178,7 +196,10 @@ impl Propagation {
         if out.is_empty() {
             return Err(Error::Dns {
                 server: "resolver".into(),
-                message: format!("no address found for the name servers of zone {}", text(&zone)),
+                message: format!(
+                    "no address found for the name servers of zone {}",
+                    text(&zone)
+                ),
             });
         }
         Ok(out)
@@ -198,10 +219,16 @@ impl Propagation {
             loop {
                 let mut still = Vec::new();
                 for server in pending {
-                    let seen = wire::query(server, &owner, RecordType::TXT, false, self.settings.query_timeout)
-                        .await
-                        .map(|m| txt_values(&m, &owner).iter().any(|v| v == value))
-                        .unwrap_or(false);
+                    let seen = wire::query(
+                        server,
+                        &owner,
+                        RecordType::TXT,
+                        false,
+                        self.settings.query_timeout,
+                    )
+                    .await
+                    .map(|m| txt_values(&m, &owner).iter().any(|v| v == value))
+                    .unwrap_or(false);
                     if !seen {
                         still.push(server);
                     }
@@ -215,10 +242,17 @@ impl Propagation {
                         if v.is_empty() {
                             "none".to_string()
                         } else {
-                            v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                            v.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         }
                     };
-                    let visible: Vec<SocketAddr> = servers.iter().filter(|s| !still.contains(s)).copied().collect();
+                    let visible: Vec<SocketAddr> = servers
+                        .iter()
+                        .filter(|s| !still.contains(s))
+                        .copied()
+                        .collect();
                     return Err(Error::NotPropagated {
                         name: name.clone(),
                         lagging: join(&still),

@@ -68,25 +68,42 @@ pub const TSIG_ALGORITHMS: [&str; 3] = ["hmac-sha256", "hmac-sha384", "hmac-sha5
 
 /// Build the signer, with errors naming the fields under `prefix` (`solvers[1].`).
 pub fn signer(prefix: &str, tsig: &Tsig) -> Result<TSigner, Error> {
-    let algorithm = match tsig.algorithm.trim_end_matches('.').to_ascii_lowercase().as_str() {
+    let algorithm = match tsig
+        .algorithm
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "hmac-sha256" => TsigAlgorithm::HmacSha256,
         "hmac-sha384" => TsigAlgorithm::HmacSha384,
         "hmac-sha512" => TsigAlgorithm::HmacSha512,
         other => {
             return Err(Error::config(
                 format!("{prefix}tsig_algorithm"),
-                format!("{other:?} is not supported; use one of {}", TSIG_ALGORITHMS.join(", ")),
+                format!(
+                    "{other:?} is not supported; use one of {}",
+                    TSIG_ALGORITHMS.join(", ")
+                ),
             ));
         }
     };
     let key = base64::engine::general_purpose::STANDARD
         .decode(tsig.secret.expose().trim())
-        .map_err(|_| Error::config(format!("{prefix}tsig_secret"), "is not base64 (as keymgr or tsig-keygen print it)"))?;
+        .map_err(|_| {
+            Error::config(
+                format!("{prefix}tsig_secret"),
+                "is not base64 (as keymgr or tsig-keygen print it)",
+            )
+        })?;
     if key.is_empty() {
         return Err(Error::config(format!("{prefix}tsig_secret"), "is empty"));
     }
-    let name = Name::from_ascii(&tsig.name)
-        .map_err(|e| Error::config(format!("{prefix}tsig_key"), format!("{:?} is not a key name: {e}", tsig.name)))?;
+    let name = Name::from_ascii(&tsig.name).map_err(|e| {
+        Error::config(
+            format!("{prefix}tsig_key"),
+            format!("{:?} is not a key name: {e}", tsig.name),
+        )
+    })?;
     TSigner::new(key, algorithm, name, TSIG_FUDGE)
         .map_err(|e| Error::config(format!("{prefix}tsig_algorithm"), e.to_string()))
 }
@@ -100,9 +117,18 @@ pub struct Rfc2136 {
 impl Rfc2136 {
     /// Check the settings (fields named under `prefix`) and build the provider.
     pub fn new(prefix: &str, settings: Rfc2136Settings) -> Result<Self, Error> {
-        let signer = settings.tsig.as_ref().map(|t| signer(prefix, t)).transpose()?;
+        let signer = settings
+            .tsig
+            .as_ref()
+            .map(|t| signer(prefix, t))
+            .transpose()?;
         if let Some(zone) = &settings.zone {
-            fqdn(zone).map_err(|_| Error::config(format!("{prefix}zone"), format!("{zone:?} is not a DNS name")))?;
+            fqdn(zone).map_err(|_| {
+                Error::config(
+                    format!("{prefix}zone"),
+                    format!("{zone:?} is not a DNS name"),
+                )
+            })?;
         }
         Ok(Self { settings, signer })
     }
@@ -111,7 +137,14 @@ impl Rfc2136 {
         if let Some(zone) = &self.settings.zone {
             return fqdn(zone);
         }
-        let answer = wire::query(self.settings.server, name, RecordType::SOA, false, self.settings.timeout).await?;
+        let answer = wire::query(
+            self.settings.server,
+            name,
+            RecordType::SOA,
+            false,
+            self.settings.timeout,
+        )
+        .await?;
         soa_owner(&answer).ok_or_else(|| Error::Dns {
             server: self.settings.server.to_string(),
             message: format!(
@@ -140,10 +173,18 @@ impl Rfc2136 {
         let mut msg = Message::new(0, MessageType::Query, OpCode::Update);
         msg.metadata.id = wire::random_id();
         let mut q = Query::new();
-        q.set_name(zone).set_query_class(DNSClass::IN).set_query_type(RecordType::SOA);
+        q.set_name(zone)
+            .set_query_class(DNSClass::IN)
+            .set_query_type(RecordType::SOA);
         msg.add_zone(q);
         msg.add_update(rr);
-        let answer = wire::update(self.settings.server, msg, self.signer.as_ref(), self.settings.timeout).await?;
+        let answer = wire::update(
+            self.settings.server,
+            msg,
+            self.signer.as_ref(),
+            self.settings.timeout,
+        )
+        .await?;
         let code = answer.metadata.response_code;
         if code == ResponseCode::NoError {
             tracing::debug!(server = %self.settings.server, name = %record.name, delete, "DNS update accepted");

@@ -80,14 +80,22 @@ impl Route53 {
     /// Check the settings (fields named under `prefix`) and build the provider.
     pub fn new(prefix: &str, settings: Route53Settings, client: ApiClient) -> Result<Self, Error> {
         let api = check_base_url(&format!("{prefix}api_url"), &settings.api_url)?;
-        let zone = settings.hosted_zone_id.trim_start_matches("/hostedzone/").to_string();
+        let zone = settings
+            .hosted_zone_id
+            .trim_start_matches("/hostedzone/")
+            .to_string();
         if zone.is_empty() || !zone.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(Error::config(
                 format!("{prefix}hosted_zone_id"),
-                format!("{:?} is not a hosted zone id such as Z1D633PJN98FT9", settings.hosted_zone_id),
+                format!(
+                    "{:?} is not a hosted zone id such as Z1D633PJN98FT9",
+                    settings.hosted_zone_id
+                ),
             ));
         }
-        if settings.credentials.access_key_id.is_empty() || settings.credentials.secret_access_key.expose().is_empty() {
+        if settings.credentials.access_key_id.is_empty()
+            || settings.credentials.secret_access_key.expose().is_empty()
+        {
             return Err(Error::config(
                 format!("{prefix}access_key_id"),
                 "credentials are missing: set access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
@@ -112,7 +120,13 @@ impl Route53 {
         })
     }
 
-    async fn call(&self, method: Method, path: &str, query: &str, body: Option<String>) -> Result<String, Error> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<String>,
+    ) -> Result<String, Error> {
         let amz_date = sigv4::amz_date(certfleet_core::time::now());
         let body = body.unwrap_or_default();
         let mut headers = vec![
@@ -123,7 +137,10 @@ impl Route53 {
             headers.push(("content-type".to_string(), "text/xml".to_string()));
         }
         if let Some(token) = &self.settings.credentials.session_token {
-            headers.push(("x-amz-security-token".to_string(), token.expose().to_string()));
+            headers.push((
+                "x-amz-security-token".to_string(),
+                token.expose().to_string(),
+            ));
         }
         let method_text = method.to_string();
         let authorization = sigv4::authorization(
@@ -162,18 +179,28 @@ impl Route53 {
         }
         let code = xml_text(&text, "Code").unwrap_or_default();
         let message = xml_text(&text, "Message").unwrap_or_else(|| rsp.text(200));
-        Err(api_error(format!("{what}: HTTP {} {code}: {message}", rsp.status.as_u16())))
+        Err(api_error(format!(
+            "{what}: HTTP {} {code}: {message}",
+            rsp.status.as_u16()
+        )))
     }
 
     /// The values (quoted, as Route 53 stores them) and TTL of the TXT set at `name`.
     async fn current(&self, name: &str) -> Result<(Vec<String>, Option<u32>), Error> {
-        let path = format!("/{API_VERSION}/hostedzone/{}/rrset", self.settings.hosted_zone_id);
-        let query = format!("maxitems=1&name={}&type=TXT", sigv4_query_value(&format!("{name}.")));
+        let path = format!(
+            "/{API_VERSION}/hostedzone/{}/rrset",
+            self.settings.hosted_zone_id
+        );
+        let query = format!(
+            "maxitems=1&name={}&type=TXT",
+            sigv4_query_value(&format!("{name}."))
+        );
         let body = self.call(Method::GET, &path, &query, None).await?;
         let Some(set) = xml_blocks(&body, "ResourceRecordSet").into_iter().next() else {
             return Ok((Vec::new(), None));
         };
-        let same_name = xml_text(set, "Name").is_some_and(|n| n.trim_end_matches('.').eq_ignore_ascii_case(name));
+        let same_name = xml_text(set, "Name")
+            .is_some_and(|n| n.trim_end_matches('.').eq_ignore_ascii_case(name));
         if !same_name || xml_text(set, "Type").as_deref() != Some("TXT") {
             return Ok((Vec::new(), None));
         }
@@ -185,10 +212,21 @@ impl Route53 {
         Ok((values, ttl))
     }
 
-    async fn change(&self, action: &str, name: &str, ttl: u32, values: &[String]) -> Result<(), Error> {
+    async fn change(
+        &self,
+        action: &str,
+        name: &str,
+        ttl: u32,
+        values: &[String],
+    ) -> Result<(), Error> {
         let records: String = values
             .iter()
-            .map(|v| format!("<ResourceRecord><Value>{}</Value></ResourceRecord>", xml_escape(v)))
+            .map(|v| {
+                format!(
+                    "<ResourceRecord><Value>{}</Value></ResourceRecord>",
+                    xml_escape(v)
+                )
+            })
             .collect();
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ChangeResourceRecordSetsRequest xmlns=\"{XMLNS}\">\
@@ -198,9 +236,13 @@ impl Route53 {
              </ChangeBatch></ChangeResourceRecordSetsRequest>",
             xml_escape(name)
         );
-        let path = format!("/{API_VERSION}/hostedzone/{}/rrset", self.settings.hosted_zone_id);
+        let path = format!(
+            "/{API_VERSION}/hostedzone/{}/rrset",
+            self.settings.hosted_zone_id
+        );
         let answer = self.call(Method::POST, &path, "", Some(body)).await?;
-        let id = xml_text(&answer, "Id").ok_or_else(|| api_error(format!("POST {path}: no ChangeInfo Id in the answer")))?;
+        let id = xml_text(&answer, "Id")
+            .ok_or_else(|| api_error(format!("POST {path}: no ChangeInfo Id in the answer")))?;
         self.wait_insync(&id).await
     }
 
@@ -214,7 +256,10 @@ impl Route53 {
                 return Ok(());
             }
             if started.elapsed() > CHANGE_TIMEOUT {
-                return Err(api_error(format!("change {id} not INSYNC after {} s", CHANGE_TIMEOUT.as_secs())));
+                return Err(api_error(format!(
+                    "change {id} not INSYNC after {} s",
+                    CHANGE_TIMEOUT.as_secs()
+                )));
             }
             tokio::time::sleep(self.settings.change_poll).await;
         }
@@ -281,7 +326,8 @@ impl DnsProvider for Route53 {
             return Ok(());
         }
         values.push(ours);
-        self.change("UPSERT", &record.name, self.settings.ttl, &values).await
+        self.change("UPSERT", &record.name, self.settings.ttl, &values)
+            .await
     }
 
     async fn cleanup(&self, record: &TxtRecord) -> Result<(), Error> {
@@ -308,7 +354,10 @@ mod tests {
     #[test]
     fn xml_helpers() {
         let x = "<A><ResourceRecord><Value>&quot;v1&quot;</Value></ResourceRecord><ResourceRecord><Value>\"v2\"</Value></ResourceRecord></A>";
-        let values: Vec<_> = xml_blocks(x, "ResourceRecord").into_iter().filter_map(|r| xml_text(r, "Value")).collect();
+        let values: Vec<_> = xml_blocks(x, "ResourceRecord")
+            .into_iter()
+            .filter_map(|r| xml_text(r, "Value"))
+            .collect();
         assert_eq!(values, ["\"v1\"", "\"v2\""]);
         assert_eq!(xml_escape("\"a&b\""), "&quot;a&amp;b&quot;");
     }

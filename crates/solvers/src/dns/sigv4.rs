@@ -106,7 +106,10 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(k)), uri_encode(&percent_decode(v)))
+            (
+                uri_encode(&percent_decode(k)),
+                uri_encode(&percent_decode(v)),
+            )
         })
         .collect();
     pairs.sort();
@@ -139,7 +142,11 @@ fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
 /// The canonical request (task 1).
 pub fn canonical_request(input: &SignInput<'_>) -> (String, String) {
     let (headers, signed) = canonical_headers(input.headers);
-    let path = if input.path.is_empty() { "/" } else { input.path };
+    let path = if input.path.is_empty() {
+        "/"
+    } else {
+        input.path
+    };
     let request = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         input.method,

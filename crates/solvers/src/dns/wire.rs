@@ -28,9 +28,7 @@ pub fn fqdn(name: &str) -> Result<Name, Error> {
 
 /// `name` in presentation form without the final dot, lowercase.
 pub fn text(name: &Name) -> String {
-    name.to_ascii()
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn dns_err(server: SocketAddr, message: impl Into<String>) -> Error {
@@ -112,8 +110,8 @@ pub async fn update(
 }
 
 fn parse(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, Error> {
-    let msg = Message::from_vec(bytes)
-        .map_err(|e| dns_err(server, format!("unreadable answer: {e}")))?;
+    let msg =
+        Message::from_vec(bytes).map_err(|e| dns_err(server, format!("unreadable answer: {e}")))?;
     if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
         return Err(dns_err(server, "the answer does not match the query"));
     }

@@ -45,10 +45,21 @@ fn summary(list: &[PresentedChallenge]) -> Vec<(String, String, ChallengeKind, b
 pub async fn presented_challenges(store: &dyn Store) {
     assert!(store.presented_challenges().await.unwrap().is_empty());
     let a = presented("knot", "suite-pres-token-a-0123", ChallengeKind::Dns01, 20);
-    let b = presented("http-01", "suite-pres-token-b-0123", ChallengeKind::Http01, 10);
+    let b = presented(
+        "http-01",
+        "suite-pres-token-b-0123",
+        ChallengeKind::Http01,
+        10,
+    );
     let c = presented("knot", "suite-pres-token-c-0123", ChallengeKind::Dns01, 30);
-    store.record_presented(&[a.clone(), b.clone()]).await.unwrap();
-    store.record_presented(std::slice::from_ref(&c)).await.unwrap();
+    store
+        .record_presented(&[a.clone(), b.clone()])
+        .await
+        .unwrap();
+    store
+        .record_presented(std::slice::from_ref(&c))
+        .await
+        .unwrap();
     let list = store.presented_challenges().await.unwrap();
     assert_eq!(
         summary(&list),
@@ -118,7 +129,10 @@ pub async fn live_challenges(store: &dyn Store) {
     put("suite-live-token-b-0123", LATER + 10).await;
     let live = store.live_challenges(LATER - 1).await.unwrap();
     let tokens: Vec<_> = live.iter().map(|c| c.token.as_str()).collect();
-    assert_eq!(tokens, ["suite-live-token-a-0123", "suite-live-token-b-0123"]);
+    assert_eq!(
+        tokens,
+        ["suite-live-token-a-0123", "suite-live-token-b-0123"]
+    );
     assert_eq!(live[0].host, "live.example.com", "host is lowercase");
     assert_eq!(live[0].certificate, name);
     assert_eq!(live[0].key_authorization, "suite-live-token-a-0123.thumb");
