@@ -71,6 +71,7 @@ impl Env {
             validity_secs: None,
             eab_keys: Vec::new(),
             release: Default::default(),
+            dns_server: None,
         })
         .await;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", pebble.http01_port()))

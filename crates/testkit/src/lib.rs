@@ -18,13 +18,17 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod knot;
 pub mod pebble;
 pub mod ports;
 pub mod process;
+pub mod redis;
 
+pub use knot::Knot;
 pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
 pub use ports::{free_port, free_ports};
 pub use process::{Guard, child_command, require_program};
+pub use redis::Redis;
 
 /// Where `scripts/testbed` keeps what it unpacks or installs outside the system (newer Pebble
 /// releases, the SMTP sink's virtualenv): `$CERTFLEET_TESTBED_CACHE`, else
