@@ -140,10 +140,13 @@ impl SolverSet {
     }
 
     /// Present every challenge through its solver, solvers one after the other (each returns
-    /// once the CA can see its responses). Stops at the first failure; the caller still calls
-    /// [`SolverSet::cleanup`] for all of them.
+    /// once the CA can see its responses): HTTP-01 and TLS-ALPN-01 first, which are quick,
+    /// then DNS-01, which waits for propagation. Stops at the first failure; the caller still
+    /// calls [`SolverSet::cleanup`] for all of them.
     pub async fn present(&self, challenges: &[PendingChallenge]) -> Result<(), SolverError> {
-        for (solver, group) in self.groups(challenges)? {
+        let mut groups = self.groups(challenges)?;
+        groups.sort_by_key(|(s, _)| s.kind() == ChallengeKind::Dns01);
+        for (solver, group) in groups {
             solver.present(&group).await?;
         }
         Ok(())
