@@ -22,6 +22,7 @@ use instant_acme::{
 };
 use tokio::sync::OnceCell;
 
+use crate::cleanup::CleanupOnDrop;
 use crate::error::{AcmeError, Problem, error_chain};
 use crate::http::CaClient;
 use crate::inspect::{CertInfo, ParsedChain};
@@ -249,7 +250,9 @@ impl AcmeIssuer {
         let mut order = account.new_order(&NewOrder::new(&ids)).await?;
         observer.order_created(order.url()).await;
         let challenges = collect_challenges(&mut order, certificate, solvers).await?;
-        // Cleanup runs whatever happens, including a failed (or partial) present.
+        // Cleanup runs whatever happens, including a failed (or partial) present, and on
+        // cancellation through the guard.
+        let guard = CleanupOnDrop::new(solvers, &challenges);
         let result = match solvers.present(&challenges).await {
             Ok(()) => self.complete(&mut order, names, key_kind, solvers).await,
             Err(e) => Err(e.into()),
@@ -257,6 +260,7 @@ impl AcmeIssuer {
         if let Err(e) = solvers.cleanup(&challenges).await {
             tracing::warn!(certificate, error = %e, "could not withdraw challenge responses");
         }
+        guard.disarm();
         result
     }
 

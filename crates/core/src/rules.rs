@@ -70,6 +70,9 @@ fn suffix_matches(pattern: &str, name: &DnsName) -> bool {
             .is_some_and(|head| head.ends_with('.'))
 }
 
+/// Challenges that one solver answers.
+type Group<'a> = (&'a Arc<dyn Solver>, Vec<PendingChallenge>);
+
 /// The solvers of one order: one per identifier.
 #[derive(Clone, Default)]
 pub struct SolverSet {
@@ -122,8 +125,8 @@ impl SolverSet {
     fn groups<'a>(
         &'a self,
         challenges: &[PendingChallenge],
-    ) -> Result<Vec<(&'a Arc<dyn Solver>, Vec<PendingChallenge>)>, SolverError> {
-        let mut groups: Vec<(&Arc<dyn Solver>, Vec<PendingChallenge>)> = Vec::new();
+    ) -> Result<Vec<Group<'a>>, SolverError> {
+        let mut groups: Vec<Group<'a>> = Vec::new();
         for c in challenges {
             let solver = self.solver_for(&c.identifier, c.wildcard).ok_or_else(|| {
                 SolverError::new(

@@ -239,22 +239,24 @@ fn secs(field: String, v: Option<u64>, default: Duration) -> Result<Duration, Co
     }
 }
 
+fn addr(field: String, a: &str, default_port: u16) -> Result<SocketAddr, ConfigError> {
+    a.parse::<SocketAddr>()
+        .or_else(|_| {
+            a.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, default_port))
+        })
+        .map_err(|_| {
+            err(
+                field,
+                format!("{a:?} is not an address such as 127.0.0.1:53 or [::1]:53"),
+            )
+        })
+}
+
 fn addrs(field: &str, list: &[String], default_port: u16) -> Result<Vec<SocketAddr>, ConfigError> {
     list.iter()
         .enumerate()
-        .map(|(i, a)| {
-            a.parse::<SocketAddr>()
-                .or_else(|_| {
-                    a.parse::<std::net::IpAddr>()
-                        .map(|ip| SocketAddr::new(ip, default_port))
-                })
-                .map_err(|_| {
-                    err(
-                        format!("{field}[{i}]"),
-                        format!("{a:?} is not an address such as 127.0.0.1:53 or [::1]:53"),
-                    )
-                })
-        })
+        .map(|(i, a)| addr(format!("{field}[{i}]"), a, default_port))
         .collect()
 }
 
@@ -401,8 +403,7 @@ pub fn resolve(
                 timeout_secs,
                 propagation,
             } => {
-                let server =
-                    addrs(&format!("{prefix}server"), std::slice::from_ref(server), 53)?[0];
+                let server = addr(format!("{prefix}server"), server, 53)?;
                 let secret = match (tsig_secret, tsig_secret_file) {
                     (Some(_), Some(_)) => {
                         return Err(err(
@@ -725,4 +726,101 @@ impl SolverRegistry {
 /// Challenge types by solver name, for validation.
 pub fn kinds(plans: &BTreeMap<String, SolverPlan>) -> BTreeMap<String, ChallengeKind> {
     plans.iter().map(|(n, p)| (n.clone(), p.kind())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides, Settings};
+
+    const KNOT: &str = "[[solvers]]\nname = \"knot\"\ntype = \"rfc2136\"\nserver = \"127.0.0.1:5353\"\n\
+                        tsig_key = \"k\"\ntsig_secret = \"c2VjcmV0\"\n";
+
+    fn resolve(text: &str, tls_alpn: bool) -> Result<Settings, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| err("file", e.to_string()))?;
+        file.resolve(Overrides {
+            tls_alpn_listen: tls_alpn.then(|| "127.0.0.1:0".to_string()),
+            ..Overrides::default()
+        })
+    }
+
+    fn cert(extra: &str) -> String {
+        format!(
+            "[[certificates]]\nname = \"w\"\ndomains = [\"example.com\", \"*.example.com\"]\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn solver_errors_name_the_field() {
+        let cases: Vec<(String, bool, &str)> = vec![
+            (cert(""), false, "certificates[0].domains[1]"),
+            (cert("challenge = \"tls-alpn-01\""), false, "certificates[0].challenge"),
+            (cert("challenge = \"dns-01\""), false, "certificates[0].challenge"),
+            (format!("{KNOT}{}{}", KNOT.replace("\"knot\"", "\"knot2\""), cert("challenge = \"dns-01\"")), false, "certificates[0].challenge"),
+            (format!("{KNOT}{}", cert("solver = \"nope\"")), false, "certificates[0].solver"),
+            (format!("{KNOT}{}", cert("solvers = { \"*.example.com\" = \"nope\" }")), false, "certificates[0].solvers.\"*.example.com\""),
+            (format!("{KNOT}{}", cert("solvers = { \"*.example.com\" = \"http-01\" }")), false, "certificates[0].solvers.\"*.example.com\""),
+            (format!("{KNOT}{}", cert("solver = \"tls-alpn-01\"")), true, "certificates[0].domains[1]"),
+            (format!("{KNOT}{}", cert("solver = \"knot\"\nsolvers = { \"b.example.com\" = \"knot\" }")), false, "certificates[0].solvers.\"b.example.com\""),
+            (format!("{KNOT}{}", cert("solver = \"knot\"\nsolvers = { \".example.org\" = \"knot\" }")), false, "certificates[0].solvers.\".example.org\""),
+            (format!("{KNOT}{}", cert("solver = \"knot\"\nchallenge = \"http-01\"")), false, "certificates[0].challenge"),
+            (KNOT.replace("c2VjcmV0", "not base64!"), false, "solvers[0].tsig_secret"),
+            (format!("{KNOT}tsig_algorithm = \"hmac-md5\"\n"), false, "solvers[0].tsig_algorithm"),
+            (KNOT.replace("127.0.0.1:5353", "dns.example.com"), false, "solvers[0].server"),
+            (KNOT.replace("tsig_secret = \"c2VjcmV0\"\n", ""), false, "solvers[0].tsig_secret"),
+            (format!("{KNOT}{KNOT}"), false, "solvers[1].name"),
+            ("[[solvers]]\ntype = \"tls-alpn-01\"\n".into(), false, "server.tls_alpn01_listen"),
+            ("[[solvers]]\ntype = \"exec\"\npresent = []\ncleanup = [\"/bin/true\"]\n".into(), false, "solvers[0].present"),
+            ("[[solvers]]\ntype = \"http-01\"\nredis = { url = \"http://x\" }\n".into(), false, "solvers[0].redis.url"),
+            ("[[solvers]]\ntype = \"http-01\"\nredis = { url = \"redis://x\", prefix = \"a*\" }\n".into(), false, "solvers[0].redis.prefix"),
+            ("[[solvers]]\ntype = \"http-01\"\nself_check = [\"ftp://x\"]\n".into(), false, "solvers[0].self_check[0]"),
+            (format!("{KNOT}propagation = {{ nameservers = [\"ns1\"] }}\n"), false, "solvers[0].propagation.nameservers[0]"),
+            (format!("{KNOT}propagation = {{ interval_ms = 0 }}\n"), false, "solvers[0].propagation.interval_ms"),
+            ("[[solvers]]\ntype = \"acme-dns\"\napi_url = \"http://auth.example.org\"\ncredentials_file = \"/x\"\n".into(), false, "solvers[0].api_url"),
+            ("[[solvers]]\ntype = \"cloudflare\"\napi_token = \"t\"\napi_url = \"http://api.example.org\"\n".into(), false, "solvers[0].api_url"),
+            ("[[solvers]]\ntype = \"cloudflare\"\napi_token = \"t\"\nzone_id = \"../x\"\n".into(), false, "solvers[0].zone_id"),
+            ("[[solvers]]\ntype = \"route53\"\nhosted_zone_id = \"Z/1\"\naccess_key_id = \"A\"\nsecret_access_key = \"S\"\n".into(), false, "solvers[0].hosted_zone_id"),
+            ("[[solvers]]\ntype = \"rfc2136\"\nname = \"Bad Name\"\nserver = \"127.0.0.1\"\n".into(), false, "solvers[0].name"),
+        ];
+        for (text, tls_alpn, field) in cases {
+            let e = resolve(&text, tls_alpn).expect_err(&text);
+            assert_eq!(e.field, field, "{text}\n→ {e}");
+        }
+    }
+
+    #[test]
+    fn solvers_per_identifier_and_suffix_are_kept() {
+        let text = format!(
+            "{KNOT}{}",
+            "[[certificates]]\nname = \"shop\"\ndomains = [\"example.com\", \"*.example.com\", \"a.example.org\"]\n\
+             solvers = { \"*.example.com\" = \"knot\", \".example.org\" = \"knot\" }\n"
+        );
+        let s = resolve(&text, true).unwrap();
+        let kinds = s.solver_kinds();
+        assert_eq!(kinds["http-01"], ChallengeKind::Http01);
+        assert_eq!(kinds["tls-alpn-01"], ChallengeKind::TlsAlpn01);
+        assert_eq!(kinds["knot"], ChallengeKind::Dns01);
+        let c = &s.certificates[0];
+        assert_eq!(c.challenge, ChallengeKind::Http01);
+        let names: Vec<Option<String>> = c
+            .domains
+            .iter()
+            .map(|d| solver_name_for(&c.solvers, c.challenge, d, &kinds))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("http-01".into()),
+                Some("knot".into()),
+                Some("knot".into())
+            ]
+        );
+        // dns-01 with exactly one DNS solver picks it.
+        let s = resolve(&format!("{KNOT}{}", cert("challenge = \"dns-01\"")), false).unwrap();
+        let c = &s.certificates[0];
+        assert_eq!(
+            solver_name_for(&c.solvers, c.challenge, &c.domains[1], &s.solver_kinds()).as_deref(),
+            Some("knot")
+        );
+    }
 }

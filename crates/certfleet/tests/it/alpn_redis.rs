@@ -1,12 +1,12 @@
 //! TLS-ALPN-01 validated by real Pebble, and HTTP-01 answered by a second responder on
 //! another port that reads the Redis mirror (`certfleet responder`).
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use certfleet_testkit::{Pebble, PebbleOptions, Redis, child_command, free_port};
+use certfleet_testkit::{Guard, Pebble, PebbleOptions, Redis, child_command, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -61,39 +61,37 @@ async fn tls_alpn01_validated_by_pebble() {
 }
 
 /// `certfleet responder` reading `redis`, on `port`.
-struct Responder(Child);
+/// Killed by PID when dropped.
+struct Responder {
+    _guard: Guard,
+}
 
 impl Responder {
     fn start(redis: &Redis, port: u16) -> Responder {
-        let child = child_command(std::path::Path::new(bin()))
-            .args([
-                "responder",
-                "--redis",
-                &redis.url(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--resync-ms",
-                "200",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn certfleet responder");
+        let guard = Guard(
+            child_command(std::path::Path::new(bin()))
+                .args([
+                    "responder",
+                    "--redis",
+                    &redis.url(),
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--resync-ms",
+                    "200",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn certfleet responder"),
+        );
         for _ in 0..400 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Responder(child);
+                return Responder { _guard: guard };
             }
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("certfleet responder did not listen on {port}");
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -239,4 +237,56 @@ async fn second_responder_reading_redis_answers_pebble_and_a_flush_fails_cleanly
         leaf_names(&server, "flushed", dir.path()),
         ["flushed.example.test"]
     );
+}
+
+/// `certfleet dns acme-dns register` against a local server speaking acme-dns's documented
+/// `/register`: the account is saved (mode 0600) and the CNAME to create is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_dns_register_prints_the_cname_and_saves_the_account() {
+    use axum::Router;
+    use axum::routing::post;
+    let app = Router::new().route(
+        "/register",
+        post(|| async {
+            (
+                axum::http::StatusCode::CREATED,
+                r#"{"username":"u-1","password":"p-1","fulldomain":"d420c923-bbd7-4056-ab64-c3ca54c9b3cf.auth.acme-dns.test","subdomain":"d420c923-bbd7-4056-ab64-c3ca54c9b3cf","allowfrom":[]}"#,
+            )
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("acme-dns.json");
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args([
+            "dns",
+            "acme-dns",
+            "register",
+            "--api",
+            &format!("http://{addr}"),
+            "--credentials",
+            creds.to_str().unwrap(),
+        ]);
+        cmd.args(extra);
+        cmd.output().unwrap()
+    };
+    // Blocking is fine here: the second worker thread serves the API.
+    let out = run(&["--domain", "*.example.test"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "_acme-challenge.example.test. CNAME d420c923-bbd7-4056-ab64-c3ca54c9b3cf.auth.acme-dns.test.\n"
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&creds).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
+    assert_eq!(saved["example.test"]["username"], "u-1");
+    let out = run(&["--domain", "bad_name.test"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad_name.test"), "{}", stderr(&out));
 }

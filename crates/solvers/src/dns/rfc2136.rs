@@ -201,7 +201,7 @@ impl Rfc2136 {
 
 /// The TSIG error of a refusal, with what it usually means.
 fn refusal_detail(answer: &Message, signed: bool) -> String {
-    let tsig_error = answer.signature().and_then(|s| s.data.error.clone());
+    let tsig_error = answer.signature().and_then(|s| s.data.error);
     match tsig_error {
         Some(TsigError::BadSig) => " (TSIG BADSIG: the server does not accept our signature; check tsig_secret and tsig_algorithm)".into(),
         Some(TsigError::BadKey) => " (TSIG BADKEY: the server does not know this key name and algorithm; check tsig_key and tsig_algorithm)".into(),

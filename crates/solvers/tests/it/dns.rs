@@ -355,3 +355,49 @@ async fn exec_provider_scripts_update_knot() {
     .to_string();
     assert!(err.starts_with("solvers[2].present"), "{err}");
 }
+
+/// Without configured nameservers the zone's authoritative servers are discovered: SOA owner,
+/// NS records, their addresses, asked on `authoritative_port` (here Knot answers for itself).
+#[tokio::test]
+async fn authoritative_servers_are_discovered_from_soa_and_ns() {
+    let knot = Knot::start(&[ZONE]).await;
+    let discovery = Propagation::new(PropagationSettings {
+        resolvers: vec![knot.addr()],
+        authoritative_port: knot.port(),
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    });
+    let servers = discovery
+        .authoritative_servers("_acme-challenge.deep.www.example.test")
+        .await
+        .unwrap();
+    assert_eq!(
+        servers,
+        [knot.addr()],
+        "ns1.example.test A 127.0.0.1, on the configured port"
+    );
+    let provider: Arc<dyn DnsProvider> = Arc::new(rfc2136(&knot, knot.tsig_secret(), None));
+    let solver = Dns01Solver::new("knot", provider, discovery);
+    let challenge = dns_challenge("deep.www.example.test", "token-five.thumb", true);
+    solver
+        .present(std::slice::from_ref(&challenge))
+        .await
+        .unwrap();
+    assert_eq!(
+        knot.txt("_acme-challenge.deep.www.example.test").await,
+        [txt_value("token-five.thumb")]
+    );
+    solver.cleanup(&[challenge]).await.unwrap();
+
+    let lost = Propagation::new(PropagationSettings {
+        resolvers: vec![knot.addr()],
+        ..Default::default()
+    });
+    let err = lost
+        .authoritative_servers("www.unknown.invalid")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("www.unknown.invalid"), "{err}");
+}

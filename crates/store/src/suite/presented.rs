@@ -97,10 +97,10 @@ pub async fn presented_challenges(store: &dyn Store) {
         .unwrap();
     assert_eq!(
         summary(&store.presented_challenges().await.unwrap()),
-        summary(&[b.clone()])
+        summary(std::slice::from_ref(&b))
     );
     store
-        .forget_presented("http-01", &[b.challenge.token.clone()])
+        .forget_presented("http-01", std::slice::from_ref(&b.challenge.token))
         .await
         .unwrap();
     assert!(store.presented_challenges().await.unwrap().is_empty());
