@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::config::{IssuerSettings, Settings};
 use crate::datadir::{DataDir, ServerInfo};
 use crate::issuance::Issuance;
-use crate::solvers::SolverRegistry;
+use crate::registry::SolverRegistry;
 use crate::{ServerError, api};
 
 /// How often expired HTTP-01 responses are purged from the store.

@@ -13,7 +13,7 @@ use certfleet_acme::{AcmeIssuer, OrderObserver};
 use certfleet_core::{CertificateStatus, EventKind, NewVersion, Store, StoreError};
 use tokio::sync::Semaphore;
 
-use crate::solvers::SolverRegistry;
+use crate::registry::SolverRegistry;
 use crate::views::rfc3339;
 
 /// Background issuance.

@@ -10,6 +10,7 @@ pub mod datadir;
 pub mod fsutil;
 pub mod issuance;
 pub mod problem;
+pub mod registry;
 pub mod solvers;
 pub mod validate;
 pub mod views;
