@@ -170,11 +170,14 @@ async fn proxy(listener: TcpListener, target: u16, redis: Arc<Redis>, flush: Arc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_responder_reading_redis_answers_pebble_and_a_flush_fails_cleanly() {
+async fn two_responders_reading_redis_answer_pebble_and_a_flush_fails_cleanly() {
     let redis = Arc::new(Redis::start().await);
     let pebble = Pebble::start(PebbleOptions::fast()).await;
-    let remote_port = free_port();
-    let _responder = Responder::start(&redis, remote_port);
+    // Two responders on different loopback ports, both reading the one Redis; Pebble reaches
+    // the second one (through the proxy), the self-check asks both.
+    let (first_port, remote_port) = (free_port(), free_port());
+    let _first = Responder::start(&redis, first_port);
+    let _second = Responder::start(&redis, remote_port);
     let flush = Arc::new(AtomicBool::new(false));
     let listener = TcpListener::bind(("127.0.0.1", pebble.http01_port()))
         .await
@@ -185,7 +188,8 @@ async fn second_responder_reading_redis_answers_pebble_and_a_flush_fails_cleanly
     let config = write_config(
         dir.path(),
         &format!(
-            "[[solvers]]\ntype = \"http-01\"\nredis = {{ url = \"{}\" }}\nself_check = [\"http://127.0.0.1:{remote_port}\"]\n",
+            "[[solvers]]\ntype = \"http-01\"\nredis = {{ url = \"{}\" }}\n\
+             self_check = [\"http://127.0.0.1:{first_port}\", \"http://127.0.0.1:{remote_port}\"]\n",
             redis.url()
         ),
     );
