@@ -271,6 +271,7 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             if existing.domains != c.domains
                 || existing.issuer != c.issuer
                 || existing.key_kind != c.key
+                || existing.solvers != c.solvers
             {
                 tracing::warn!(
                     certificate = %c.name,

@@ -558,6 +558,13 @@ pub fn resolve(
             }
         };
         check_name(&prefix, &name)?;
+        if matches!(plan, SolverPlan::Dns01 { .. }) && [HTTP01, TLS_ALPN01].contains(&name.as_str())
+        {
+            return Err(err(
+                format!("{prefix}name"),
+                format!("{name:?} is the name of the built-in solver; choose another"),
+            ));
+        }
         if plans.insert(name.clone(), plan).is_some() {
             return Err(err(
                 format!("{prefix}name"),
@@ -693,6 +700,7 @@ mod tests {
             ("[[solvers]]\ntype = \"cloudflare\"\napi_token = \"t\"\nzone_id = \"../x\"\n".into(), false, "solvers[0].zone_id"),
             ("[[solvers]]\ntype = \"route53\"\nhosted_zone_id = \"Z/1\"\naccess_key_id = \"A\"\nsecret_access_key = \"S\"\n".into(), false, "solvers[0].hosted_zone_id"),
             ("[[solvers]]\ntype = \"rfc2136\"\nname = \"Bad Name\"\nserver = \"127.0.0.1\"\n".into(), false, "solvers[0].name"),
+            ("[[solvers]]\ntype = \"rfc2136\"\nname = \"http-01\"\nserver = \"127.0.0.1\"\n".into(), false, "solvers[0].name"),
         ];
         for (text, tls_alpn, field) in cases {
             let e = resolve(&text, tls_alpn).expect_err(&text);
