@@ -138,11 +138,17 @@ impl Propagation {
         Err(last)
     }
 
-    /// Where `name` leads after following CNAME records (lowercase, no final dot).
+    /// Where `name` leads after following CNAME records (lowercase, no final dot). A target
+    /// the lookup servers refuse to answer for (configured authoritative servers of another
+    /// zone) ends the chain there.
     pub async fn follow_cname(&self, name: &str) -> Result<String, Error> {
         let mut current = fqdn(name)?;
-        for _ in 0..MAX_CNAME_HOPS {
-            let answer = self.lookup(&current, RecordType::CNAME).await?;
+        for hop in 0..MAX_CNAME_HOPS {
+            let answer = match self.lookup(&current, RecordType::CNAME).await {
+                Ok(a) => a,
+                Err(_) if hop > 0 => return Ok(text(&current)),
+                Err(e) => return Err(e),
+            };
             match cname_target(&answer, &current) {
                 Some(target) => current = target,
                 None => return Ok(text(&current)),

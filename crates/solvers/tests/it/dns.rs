@@ -265,6 +265,34 @@ async fn cname_on_acme_challenge_is_followed() {
     );
     solver.cleanup(&[challenge]).await.unwrap();
     assert!(knot.txt("shop.delegated.test").await.is_empty());
+
+    // Delegation to a zone the checked servers do not serve (as with acme-dns): the chain
+    // ends at the target, which is then polled on the configured servers.
+    let elsewhere = Knot::start(&["acme-dns.test"]).await;
+    knot.nsupdate(
+        ZONE,
+        &["update add _acme-challenge.api.example.test. 60 CNAME abc.acme-dns.test.".to_string()],
+    )
+    .await;
+    let check = propagation(&[&knot], Duration::from_secs(10));
+    assert_eq!(
+        check
+            .follow_cname("_acme-challenge.api.example.test")
+            .await
+            .unwrap(),
+        "abc.acme-dns.test"
+    );
+    let value = txt_value("token-six.thumb");
+    elsewhere
+        .nsupdate(
+            "acme-dns.test",
+            &[format!("update add abc.acme-dns.test. 60 TXT \"{value}\"")],
+        )
+        .await;
+    propagation(&[&elsewhere], Duration::from_secs(10))
+        .wait_visible(&[("abc.acme-dns.test".to_string(), value)])
+        .await
+        .unwrap();
 }
 
 /// The exec provider runs the configured argv with the record in the environment; here the
