@@ -38,8 +38,8 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// Bound on connecting and on each command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where and how the mirror lives.
-#[derive(Debug, Clone)]
+/// Where and how the mirror lives (`Debug` hides a password in the URL).
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
@@ -47,6 +47,16 @@ pub struct RedisSettings {
     pub prefix: String,
     /// Lifetime of a key if cleanup never runs.
     pub ttl: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 impl RedisSettings {
