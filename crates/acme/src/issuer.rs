@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use certfleet_core::{
-    AccountRecord, ChallengeKind, DnsName, EventKind, KeyKind, PendingChallenge, Secret, Solver,
+    AccountRecord, ChallengeKind, DnsName, EventKind, KeyKind, PendingChallenge, Secret, SolverSet,
     Store, validate_token,
 };
 use instant_acme::{
@@ -22,6 +22,7 @@ use instant_acme::{
 };
 use tokio::sync::OnceCell;
 
+use crate::cleanup::CleanupOnDrop;
 use crate::error::{AcmeError, Problem, error_chain};
 use crate::http::CaClient;
 use crate::inspect::{CertInfo, ParsedChain};
@@ -204,19 +205,20 @@ impl AcmeIssuer {
         }
     }
 
-    /// Issue a certificate for `names` with a fresh `key_kind` key, proving control with `solver`.
+    /// Issue a certificate for `names` with a fresh `key_kind` key, proving control of each
+    /// name with its solver in `solvers`.
     pub async fn issue(
         &self,
         certificate: &str,
         names: &[DnsName],
         key_kind: KeyKind,
-        solver: &dyn Solver,
+        solvers: &SolverSet,
         observer: &dyn OrderObserver,
     ) -> Result<Issued, AcmeError> {
         let mut attempt = 0;
         loop {
             match self
-                .issue_once(certificate, names, key_kind, solver, observer)
+                .issue_once(certificate, names, key_kind, solvers, observer)
                 .await
             {
                 Err(e) if e.is_bad_nonce() && attempt < BAD_NONCE_ORDER_RETRIES => {
@@ -237,7 +239,7 @@ impl AcmeIssuer {
         certificate: &str,
         names: &[DnsName],
         key_kind: KeyKind,
-        solver: &dyn Solver,
+        solvers: &SolverSet,
         observer: &dyn OrderObserver,
     ) -> Result<Issued, AcmeError> {
         let account = self.account().await?;
@@ -247,14 +249,18 @@ impl AcmeIssuer {
             .collect();
         let mut order = account.new_order(&NewOrder::new(&ids)).await?;
         observer.order_created(order.url()).await;
-        let challenges = collect_challenges(&mut order, certificate, solver.kind()).await?;
-        solver.present(&challenges).await?;
-        let result = self
-            .complete(&mut order, names, key_kind, solver.kind())
-            .await;
-        if let Err(e) = solver.cleanup(&challenges).await {
+        let challenges = collect_challenges(&mut order, certificate, solvers).await?;
+        // Cleanup runs whatever happens, including a failed (or partial) present, and on
+        // cancellation through the guard.
+        let guard = CleanupOnDrop::new(solvers, &challenges);
+        let result = match solvers.present(&challenges).await {
+            Ok(()) => self.complete(&mut order, names, key_kind, solvers).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = solvers.cleanup(&challenges).await {
             tracing::warn!(certificate, error = %e, "could not withdraw challenge responses");
         }
+        guard.disarm();
         result
     }
 
@@ -263,9 +269,9 @@ impl AcmeIssuer {
         order: &mut Order,
         names: &[DnsName],
         key_kind: KeyKind,
-        kind: ChallengeKind,
+        solvers: &SolverSet,
     ) -> Result<Issued, AcmeError> {
-        set_all_ready(order, kind).await?;
+        set_all_ready(order, solvers).await?;
         let policy = RetryPolicy::new()
             .initial_delay(POLL_INITIAL_DELAY)
             .backoff(POLL_BACKOFF)
@@ -319,16 +325,18 @@ fn challenge_type(kind: ChallengeKind) -> ChallengeType {
     }
 }
 
-/// Fetch every authorization and build our responses to the pending ones.
+/// Fetch every authorization and build our responses to the pending ones, each with the
+/// challenge type of its identifier's solver.
 async fn collect_challenges(
     order: &mut Order,
     certificate: &str,
-    kind: ChallengeKind,
+    solvers: &SolverSet,
 ) -> Result<Vec<PendingChallenge>, AcmeError> {
     let mut out = Vec::new();
     let mut authzs = order.authorizations();
     while let Some(authz) = authzs.next().await {
         let mut authz = authz?;
+        let wildcard = authz.identifier().wildcard;
         let identifier = authz.identifier().identifier.clone();
         let Identifier::Dns(identifier) = identifier else {
             return Err(AcmeError::BadResponse(
@@ -344,6 +352,12 @@ async fn collect_challenges(
                 )));
             }
         }
+        let Some(kind) = solvers.kind_for(&identifier, wildcard) else {
+            return Err(AcmeError::Config(format!(
+                "no solver is configured for {}{identifier}",
+                if wildcard { "*." } else { "" }
+            )));
+        };
         let Some(challenge) = authz.challenge(challenge_type(kind)) else {
             return Err(AcmeError::ChallengeUnavailable {
                 kind: kind.to_string(),
@@ -357,19 +371,29 @@ async fn collect_challenges(
             token: challenge.token.clone(),
             key_authorization: Secret::new(challenge.key_authorization().as_str()),
             certificate: certificate.to_string(),
+            wildcard,
         });
     }
     Ok(out)
 }
 
-/// Tell the CA every pending challenge of `kind` is ready (the authorizations are cached by now).
-async fn set_all_ready(order: &mut Order, kind: ChallengeKind) -> Result<(), AcmeError> {
+/// Tell the CA every pending challenge is ready, each of its solver's type (the
+/// authorizations are cached by now).
+async fn set_all_ready(order: &mut Order, solvers: &SolverSet) -> Result<(), AcmeError> {
     let mut authzs = order.authorizations();
     while let Some(authz) = authzs.next().await {
         let mut authz = authz?;
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
+        let id = authz.identifier();
+        let Identifier::Dns(name) = id.identifier else {
+            continue;
+        };
+        let (identifier, wildcard) = (name.clone(), id.wildcard);
+        let Some(kind) = solvers.kind_for(&identifier, wildcard) else {
+            continue;
+        };
         if let Some(mut challenge) = authz.challenge(challenge_type(kind)) {
             challenge.set_ready().await?;
         }

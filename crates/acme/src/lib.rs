@@ -8,6 +8,7 @@
 //! - [`error`]: [`AcmeError`], keeping the CA's problem document typed.
 #![warn(missing_docs)]
 
+pub mod cleanup;
 pub mod error;
 pub mod http;
 pub mod import;

@@ -76,6 +76,21 @@ pub enum CertCommand {
         /// Label KEY=VALUE that selects the agents receiving it (app=www); repeatable.
         #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Challenge type, answered by its solver (the only dns-01 solver, the built-in
+        /// http-01 or tls-alpn-01) [default: http-01].
+        #[arg(long, value_name = "TYPE", value_parser = ["http-01", "dns-01", "tls-alpn-01"])]
+        challenge: Option<String>,
+        /// Solver (a `[[solvers]]` name) for names no --solver-for matches.
+        #[arg(long, value_name = "NAME")]
+        solver: Option<String>,
+        /// Solver for one identifier (`*.example.com=knot`) or a suffix
+        /// (`.example.org=cloudflare`); repeatable.
+        #[arg(
+            long = "solver-for",
+            value_name = "PATTERN=SOLVER",
+            allow_hyphen_values = true
+        )]
+        solver_for: Vec<String>,
         /// Wait until the certificate is issued or issuance failed.
         #[arg(long)]
         wait: bool,
@@ -219,20 +234,37 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
             issuer,
             key,
             labels,
+            challenge,
+            solver,
+            solver_for,
             wait,
             timeout,
             conn,
         } => {
             let labels = certfleet_core::Labels::parse_pairs(labels.iter().map(String::as_str))
                 .map_err(|e| CliError::failure(format!("--label: {e}")))?;
+            let mut solvers = std::collections::BTreeMap::new();
+            for rule in &solver_for {
+                let Some((pattern, solver)) = rule.split_once('=') else {
+                    return Err(CliError::with_code(
+                        2,
+                        format!(
+                            "--solver-for {rule:?}: write PATTERN=SOLVER, such as '*.example.com=knot'"
+                        ),
+                    ));
+                };
+                solvers.insert(pattern.to_string(), solver.to_string());
+            }
             let api = connect(conn)?;
             let body = AddCertificate {
                 name: name.clone(),
                 domains,
                 issuer,
                 key,
-                challenge: None,
+                challenge,
                 labels: labels.as_map().clone(),
+                solver,
+                solvers,
             };
             let view: CertificateView = api.post("/api/v1/certificates", Some(&body)).await?;
             if !json {

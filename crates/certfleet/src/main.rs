@@ -4,11 +4,13 @@ mod cert;
 mod certbot;
 mod check;
 mod client;
+mod dns;
 mod events;
 mod export;
 mod fleet_cli;
 mod manual;
 mod remote;
+mod responder;
 mod server;
 mod table;
 
@@ -85,6 +87,11 @@ enum Command {
     Token(fleet_cli::TokenCommand),
     /// Show what an endpoint really serves, and whether it is valid, trusted and current.
     Check(check::CheckArgs),
+    /// Answer HTTP-01 challenges on another node from the control plane's Redis mirror.
+    Responder(responder::ResponderArgs),
+    /// DNS-01 helpers (acme-dns registration).
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
 }
 
 fn main() -> ExitCode {
@@ -135,6 +142,8 @@ fn main() -> ExitCode {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 fleet_cli::run_token(cmd, dir, json).await
             }
+            Command::Responder(args) => responder::run(args).await,
+            Command::Dns(cmd) => dns::run(cmd, json).await,
             Command::Check(args) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 check::run(args, dir, json).await

@@ -1,11 +1,9 @@
 //! `certfleet server`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use certfleet_server::config::{self, Overrides};
 use clap::{Args, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::CliError;
 
@@ -41,6 +39,10 @@ pub struct ServerArgs {
     /// Account contact, such as mailto:ops@example.com; repeatable.
     #[arg(long = "contact", value_name = "URL")]
     contacts: Vec<String>,
+    /// Address of the TLS-ALPN-01 responder (RFC 8737); the CA must reach it on port 443 of
+    /// each name. Without it there is no tls-alpn-01 solver.
+    #[arg(long, value_name = "ADDR")]
+    tls_alpn_listen: Option<String>,
     /// Orders in flight at once [default: 16].
     #[arg(long, value_name = "N")]
     max_concurrent_orders: Option<usize>,
@@ -78,13 +80,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>, json: bool) -> Res
         let dir = data_dir.unwrap_or_else(config::default_data_dir);
         return info(&dir, json);
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("CERTFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    crate::init_logs();
     let file = match &args.config {
         Some(path) => config::load_file(path).map_err(|e| {
             CliError::failure(format!("invalid configuration: {e}")).kind("invalid-config")
@@ -104,6 +100,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>, json: bool) -> Res
         tls_key: args.tls_key,
         tls_names: args.tls_names,
         http01_confirm_timeout_secs: args.http01_confirm_timeout,
+        tls_alpn_listen: args.tls_alpn_listen,
     };
     let mut settings = file.resolve(overrides).map_err(|e| {
         CliError::failure(format!("invalid configuration: {e}")).kind("invalid-config")
@@ -126,7 +123,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>, json: bool) -> Res
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod labels;
 pub mod model;
 pub mod name;
+pub mod rules;
 pub mod secret;
 pub mod solver;
 pub mod store;
@@ -29,6 +30,7 @@ pub use model::{
     MANUAL_ISSUER, NewCertificate, NewVersion, Source, Version,
 };
 pub use name::{DnsName, NameError};
+pub use rules::{PresentedChallenge, SolverRules, SolverSet};
 pub use secret::Secret;
 pub use solver::{PendingChallenge, Solver, SolverError};
 pub use store::{Store, StoreError};

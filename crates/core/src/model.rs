@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::challenge::ChallengeKind;
 use crate::labels::Labels;
 use crate::name::DnsName;
+use crate::rules::SolverRules;
 use crate::secret::Secret;
 use crate::time::UnixTime;
 
@@ -216,6 +217,8 @@ pub struct NewCertificate {
     pub challenge: ChallengeKind,
     /// `acme` or `manual`.
     pub source: Source,
+    /// Which solver proves which name (empty: the challenge type's solver for all).
+    pub solvers: SolverRules,
 }
 
 /// A managed certificate (DESIGN.md §3).
@@ -259,6 +262,9 @@ pub struct Certificate {
     /// Labels (`app=www`) that select the agents which receive it.
     #[serde(default)]
     pub labels: Labels,
+    /// Which solver proves which name (empty: the challenge type's solver for all).
+    #[serde(default)]
+    pub solvers: SolverRules,
 }
 
 /// What a version was issued for: its names, issuer and key kind.
@@ -556,6 +562,7 @@ mod tests {
                 key_kind: KeyKind::EcdsaP256,
             }),
             labels: Labels::new(),
+            solvers: SolverRules::default(),
         };
         assert_eq!(cert.declaration_mismatch(), None, "order does not matter");
         cert.domains.push(DnsName::parse("c.example.test").unwrap());

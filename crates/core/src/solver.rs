@@ -24,6 +24,19 @@ pub struct PendingChallenge {
     pub key_authorization: Secret,
     /// The certificate being issued.
     pub certificate: String,
+    /// Whether the identifier was requested as a wildcard (`*.identifier`, RFC 8555 §7.1.3).
+    pub wildcard: bool,
+}
+
+impl PendingChallenge {
+    /// The identifier as it was requested: `*.example.com` for a wildcard authorization.
+    pub fn requested_name(&self) -> String {
+        if self.wildcard {
+            format!("*.{}", self.identifier)
+        } else {
+            self.identifier.clone()
+        }
+    }
 }
 
 impl fmt::Debug for PendingChallenge {
@@ -32,7 +45,19 @@ impl fmt::Debug for PendingChallenge {
             .field("kind", &self.kind)
             .field("identifier", &self.identifier)
             .field("certificate", &self.certificate)
+            .field("wildcard", &self.wildcard)
             .finish_non_exhaustive()
+    }
+}
+
+impl SolverError {
+    /// An error of a `kind` solver with `message` and no underlying error.
+    pub fn new(kind: ChallengeKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 }
 
@@ -54,6 +79,12 @@ pub struct SolverError {
 pub trait Solver: Send + Sync {
     /// The challenge type this solver answers.
     fn kind(&self) -> ChallengeKind;
+
+    /// The solver's name in the configuration (`[[solvers]] name`); presentations are
+    /// recorded under it so that a restarted server finds the solver that must clean up.
+    fn name(&self) -> &str {
+        self.kind().as_str()
+    }
 
     /// Make every response visible; returns once the CA can see them.
     async fn present(&self, challenges: &[PendingChallenge]) -> Result<(), SolverError>;

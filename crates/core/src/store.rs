@@ -18,6 +18,7 @@ use crate::model::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, NewCertificate, NewVersion,
     Source, Version,
 };
+use crate::rules::PresentedChallenge;
 use crate::secret::Secret;
 use crate::time::UnixTime;
 
@@ -66,7 +67,7 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Replace what a certificate is declared as (names, issuer, key kind, challenge); its
+    /// Replace what a certificate is declared as (names, issuer, key kind, challenge, solvers); its
     /// versions are kept, the current one stays current until a new one is added. Returns
     /// the updated certificate; [`StoreError::NotFound`] if there is none.
     async fn update_declaration(
@@ -211,4 +212,14 @@ pub trait Store: Send + Sync + 'static {
     fn on_change(&self, notify: Box<dyn Fn(u64) + Send + Sync>) {
         let _ = notify;
     }
+
+    /// Record responses about to be published (before the solver publishes them), keyed by
+    /// (solver, token); recording one again replaces it.
+    async fn record_presented(&self, presented: &[PresentedChallenge]) -> Result<(), StoreError>;
+
+    /// Every recorded response not yet withdrawn, oldest first.
+    async fn presented_challenges(&self) -> Result<Vec<PresentedChallenge>, StoreError>;
+
+    /// Forget recorded responses of `solver` once they are withdrawn.
+    async fn forget_presented(&self, solver: &str, tokens: &[String]) -> Result<(), StoreError>;
 }

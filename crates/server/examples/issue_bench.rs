@@ -23,9 +23,9 @@ use async_trait::async_trait;
 use axum::serve::ListenerExt;
 use certfleet_acme::{AcmeIssuer, IssuerConfig, OrderObserver};
 use certfleet_core::{
-    CertName, ChallengeKind, DnsName, KeyKind, NewCertificate, Solver, Source, Store,
+    CertName, ChallengeKind, DnsName, KeyKind, NewCertificate, Solver, SolverSet, Source, Store,
 };
-use certfleet_solvers::Http01Solver;
+use certfleet_solvers::{Http01Solver, LiveTokens};
 use certfleet_store::{Sealer, SqliteStore};
 use certfleet_testkit::{Pebble, PebbleOptions};
 use tokio::task::JoinHandle;
@@ -63,7 +63,7 @@ impl Drop for Env {
 }
 
 impl Env {
-    async fn start(store: &Arc<dyn Store>) -> Env {
+    async fn start(store: &Arc<dyn Store>, live: &Arc<LiveTokens>) -> Env {
         let pebble = Pebble::start(PebbleOptions {
             nonce_reject: Some(0),
             authz_reuse: Some(0),
@@ -71,6 +71,7 @@ impl Env {
             validity_secs: None,
             eab_keys: Vec::new(),
             release: Default::default(),
+            dns_server: None,
         })
         .await;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", pebble.http01_port()))
@@ -80,7 +81,7 @@ impl Env {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let router = certfleet_solvers::responder::router(store.clone());
+        let router = certfleet_solvers::responder::router(live.clone());
         let responder = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("responder");
         });
@@ -108,7 +109,7 @@ impl Env {
     /// Issue `name` for `domains`; returns the time `AcmeIssuer::issue` took.
     async fn issue(
         &self,
-        solver: &Http01Solver,
+        solver: &Arc<Http01Solver>,
         name: &str,
         domains: &[DnsName],
     ) -> Result<Duration, String> {
@@ -118,7 +119,7 @@ impl Env {
                 name,
                 domains,
                 KeyKind::EcdsaP256,
-                solver as &dyn Solver,
+                &SolverSet::single(domains, solver.clone() as Arc<dyn Solver>),
                 &NoObserver,
             )
             .await
@@ -146,6 +147,7 @@ async fn declare(store: &Arc<dyn Store>, name: &str, domains: &[DnsName]) {
         key_kind: KeyKind::EcdsaP256,
         challenge: ChallengeKind::Http01,
         source: Source::Acme,
+        solvers: Default::default(),
     };
     store
         .create_certificate(&new)
@@ -262,10 +264,13 @@ async fn measure(
     sequential: usize,
     rounds: usize,
 ) -> Result<Measured, String> {
-    let solver = Arc::new(Http01Solver::new(store.clone(), Duration::from_secs(3600)));
+    let live = LiveTokens::new();
+    let solver = Arc::new(
+        Http01Solver::new(store.clone(), Duration::from_secs(3600)).with_live(live.clone()),
+    );
 
     // (a) One name at a time, and (b) one certificate with 50 names, on one Pebble.
-    let env = Env::start(store).await;
+    let env = Env::start(store, &live).await;
     let mut single = Vec::with_capacity(sequential);
     for i in 0..sequential {
         let name = format!("seq-{i}");
@@ -291,7 +296,7 @@ async fn measure(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let env = Arc::new(Env::start(store).await);
+            let env = Arc::new(Env::start(store, &live).await);
             let mut jobs = Vec::with_capacity(CONCURRENT);
             for i in 0..CONCURRENT {
                 let name = format!("b{r}a{attempt}-{i}");

@@ -89,8 +89,10 @@ async fn add(
         issuer: body.issuer.as_deref(),
         key: body.key.as_deref(),
         challenge: body.challenge.as_deref(),
+        solver: body.solver.as_deref(),
+        solvers: Some(&body.solvers),
     };
-    let settings = validate_certificate("", &request, &app.issuer_settings)?;
+    let settings = validate_certificate("", &request, &app.issuer_settings, &app.solver_kinds)?;
     let labels = Labels::from_map(body.labels.clone())
         .map_err(|e| ApiError::invalid("labels", e.to_string()))?;
     if app
@@ -118,6 +120,7 @@ async fn add(
         key_kind: settings.key,
         challenge: settings.challenge,
         source: Source::Acme,
+        solvers: settings.solvers,
     };
     let created = app.store.create_certificate(&new).await?;
     let name = created.name.as_str();

@@ -1,7 +1,7 @@
 //! Start-up of the control plane: data directory, key-encryption key, store, issuers,
 //! solvers, listeners; then serving until told to stop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use certfleet_core::{
     Certificate, CertificateStatus, ChallengeKind, EventKind, Labels, NewCertificate, Secret,
     Solver, Source, Store,
 };
-use certfleet_solvers::Http01Solver;
+use certfleet_solvers::live::{DEFAULT_SYNC_INTERVAL, sync_from_store};
 use certfleet_store::{Sealer, SqliteStore};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
@@ -24,6 +24,7 @@ use crate::datadir::{DataDir, DataDirLock, ServerInfo};
 use crate::fleet::Fleet;
 use crate::fleet::http01::FleetHttp01;
 use crate::issuance::Issuance;
+use crate::registry::SolverRegistry;
 use crate::{ServerError, api, tls};
 
 /// How often expired HTTP-01 responses are purged from the store.
@@ -50,6 +51,10 @@ pub struct App {
     pub config_file: Option<std::path::PathBuf>,
     /// Agents' watch and the stop signal of long-polls.
     pub fleet: Arc<Fleet>,
+    /// Challenge types by solver name (for validating requests).
+    pub solver_kinds: BTreeMap<String, ChallengeKind>,
+    /// The solvers.
+    pub solvers: Arc<SolverRegistry>,
 }
 
 /// A running server (see [`start`]).
@@ -62,6 +67,8 @@ pub struct Running {
     pub tls_addr: Option<SocketAddr>,
     /// The fingerprint clients pin for the TLS listener.
     pub tls_fingerprint: Option<String>,
+    /// Where the TLS-ALPN-01 responder listens, if it does.
+    pub tls_alpn_addr: Option<SocketAddr>,
     /// The admin token.
     pub admin_token: String,
     /// The shared state.
@@ -115,23 +122,27 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         );
     }
     let issuers = build_issuers(&settings, &store)?;
-    let token_ttl = Duration::from_secs(settings.token_ttl_secs);
-    let mut solvers: HashMap<ChallengeKind, Arc<dyn Solver>> = HashMap::new();
-    let http01: Arc<dyn Solver> = Arc::new(Http01Solver::new(store.clone(), token_ttl));
-    solvers.insert(
-        ChallengeKind::Http01,
+    let confirm_timeout = Duration::from_secs(settings.http01_confirm_timeout_secs);
+    let fleet_store = store.clone();
+    // HTTP-01 across the fleet: the CA hears "ready" only once every entitled agent confirmed.
+    let wrap_http01 = move |http01: Arc<dyn Solver>| -> Arc<dyn Solver> {
         Arc::new(FleetHttp01::new(
             http01,
-            store.clone(),
-            Duration::from_secs(settings.http01_confirm_timeout_secs),
-        )),
+            fleet_store.clone(),
+            confirm_timeout,
+        ))
+    };
+    let solvers = Arc::new(
+        SolverRegistry::build(&settings.solvers, &store, &wrap_http01)
+            .await
+            .map_err(ServerError::Startup)?,
     );
     let (stop, stopped) = watch::channel(false);
     let (fleet, revision_task) = Fleet::start(&store, stopped.clone()).await?;
     let issuance = Arc::new(Issuance::new(
         store.clone(),
         issuers.clone(),
-        solvers,
+        solvers.clone(),
         settings.max_concurrent_orders,
     ));
     let app = Arc::new(App {
@@ -147,6 +158,8 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
             .collect(),
         config_file: settings.config_file.clone(),
         fleet,
+        solver_kinds: settings.solver_kinds(),
+        solvers: solvers.clone(),
     });
     let expiry_wake = Arc::new(tokio::sync::Notify::new());
     let routes = certfleet_notify::build(&settings.notifiers).map_err(|errors| {
@@ -172,6 +185,15 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     let http01_addr = http01_listener
         .local_addr()
         .map_err(|e| ServerError::io("reading the responder address", e))?;
+    let tls_alpn_listener = match settings.tls_alpn01_listen {
+        Some(addr) => Some(bind(addr, "TLS-ALPN-01 responder (--tls-alpn-listen)").await?),
+        None => None,
+    };
+    let tls_alpn_addr = tls_alpn_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()
+        .map_err(|e| ServerError::io("reading the TLS-ALPN-01 address", e))?;
 
     let unix_listener = bind_socket(&data)?;
     let tls = match settings.tls_listen {
@@ -184,6 +206,8 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     };
 
     declare_configured(&app, &settings).await?;
+    // Withdraw what a killed predecessor left published, before any new order starts.
+    certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
     resume_unsettled(&app).await?;
 
     let mut tasks = vec![
@@ -191,7 +215,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         serve_unix(unix_listener, api::router(app.clone()), stopped.clone()),
         serve(
             http01_listener,
-            certfleet_solvers::responder::router(store.clone()),
+            certfleet_solvers::responder::router(solvers.live.clone()),
             stopped.clone(),
         ),
         tokio::spawn(purge_challenges(store.clone(), stopped.clone())),
@@ -202,7 +226,22 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
             stopped.clone(),
         )),
         revision_task,
+        tokio::spawn(sync_from_store(
+            solvers.live.clone(),
+            store.clone(),
+            DEFAULT_SYNC_INTERVAL,
+            stopped.clone(),
+        )),
     ];
+    if let Some(listener) = tls_alpn_listener {
+        let responder = solvers.tls_alpn.clone();
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = certfleet_solvers::tls_alpn::serve(listener, responder, stopped).await {
+                tracing::error!(error = %e, "the TLS-ALPN-01 responder failed");
+            }
+        }));
+    }
     let (mut tls_addr, mut tls_fingerprint) = (None, None);
     if let Some((setup, listener)) = tls {
         let addr = listener
@@ -245,6 +284,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         http01_addr,
         tls_addr,
         tls_fingerprint,
+        tls_alpn_addr,
         admin_token,
         app,
         stop,
@@ -407,6 +447,7 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             key_kind: c.key,
             challenge: c.challenge,
             source: Source::Acme,
+            solvers: c.solvers.clone(),
         };
         let name = c.name.as_str();
         match app.store.certificate(name).await? {
@@ -473,6 +514,9 @@ fn declaration_change(stored: &Certificate, declared: &NewCertificate) -> Option
             "challenge {} → {}",
             stored.challenge, declared.challenge
         ));
+    }
+    if stored.solvers != declared.solvers {
+        parts.push("solvers changed".to_string());
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, Labels};
+use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, Labels, SolverRules};
 
+use crate::solvers::SolverPlan;
+pub use crate::solvers::SolverSection;
 pub use crate::validate::{CertificateRequest, validate_certificate};
 use serde::Deserialize;
 
@@ -150,6 +152,8 @@ pub struct ServerSection {
     pub tls_names: Vec<String>,
     /// How long HTTP-01 waits for every entitled agent to confirm, seconds.
     pub http01_confirm_timeout_secs: Option<u64>,
+    /// TLS-ALPN-01 responder address (none: no TLS-ALPN-01).
+    pub tls_alpn01_listen: Option<String>,
 }
 
 /// `[issuers.NAME]`
@@ -182,18 +186,6 @@ pub struct EabSection {
     pub hmac_key: String,
 }
 
-/// `[[solvers]]`, selected by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-pub enum SolverSection {
-    /// The built-in HTTP-01 responder.
-    #[serde(rename = "http-01")]
-    Http01 {
-        /// Lifetime of a published response, seconds.
-        token_ttl_secs: Option<u64>,
-    },
-}
-
 /// `[[certificates]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +202,11 @@ pub struct CertificateSection {
     pub challenge: Option<String>,
     /// Labels that select the agents receiving it (`{ app = "www" }`).
     pub labels: Option<BTreeMap<String, String>>,
+    /// Solver for names no rule in `solvers` matches.
+    pub solver: Option<String>,
+    /// Solver per identifier (`*.example.com`) or suffix (`.example.com`).
+    #[serde(default)]
+    pub solvers: BTreeMap<String, String>,
 }
 
 /// Flags of `certfleet server` that override or replace the file.
@@ -239,6 +236,8 @@ pub struct Overrides {
     pub tls_names: Vec<String>,
     /// `--http01-confirm-timeout`
     pub http01_confirm_timeout_secs: Option<u64>,
+    /// `--tls-alpn-listen`
+    pub tls_alpn_listen: Option<String>,
 }
 
 /// A validated issuer.
@@ -275,6 +274,8 @@ pub struct CertificateSettings {
     pub challenge: ChallengeKind,
     /// Labels, when the declaration sets them.
     pub labels: Option<Labels>,
+    /// Which solver proves which name.
+    pub solvers: SolverRules,
 }
 
 /// Everything the server needs, validated.
@@ -306,6 +307,17 @@ pub struct Settings {
     pub tls: crate::tls::TlsSettings,
     /// How long HTTP-01 waits for every entitled agent to confirm.
     pub http01_confirm_timeout_secs: u64,
+    /// TLS-ALPN-01 responder address.
+    pub tls_alpn01_listen: Option<SocketAddr>,
+    /// Every solver, validated, by name.
+    pub solvers: BTreeMap<String, SolverPlan>,
+}
+
+impl Settings {
+    /// Challenge types by solver name.
+    pub fn solver_kinds(&self) -> BTreeMap<String, ChallengeKind> {
+        crate::solvers::kinds(&self.solvers)
+    }
 }
 
 /// Read and parse a config file.
@@ -374,15 +386,27 @@ impl FileConfig {
         let issuers = errors
             .check_all(resolve_issuers(self.issuers, &flags))
             .unwrap_or_default();
-        let token_ttl_secs = errors
-            .check(resolve_solvers(&self.solvers))
-            .unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        let tls_alpn = match (&flags.tls_alpn_listen, &self.server.tls_alpn01_listen) {
+            (Some(a), _) => errors.check(parse_addr("--tls-alpn-listen", a)),
+            (None, Some(a)) => errors.check(parse_addr("server.tls_alpn01_listen", a)),
+            (None, None) => None,
+        };
+        let tls_alpn_requested =
+            flags.tls_alpn_listen.is_some() || self.server.tls_alpn01_listen.is_some();
+        let solvers = errors
+            .check(crate::solvers::resolve(&self.solvers, tls_alpn_requested))
+            .unwrap_or_default();
+        let token_ttl_secs = match solvers.get(crate::solvers::HTTP01) {
+            Some(SolverPlan::Http01(p)) => p.token_ttl.as_secs(),
+            _ => DEFAULT_TOKEN_TTL_SECS,
+        };
+        let kinds = crate::solvers::kinds(&solvers);
         let certificates: Vec<CertificateSettings> = self
             .certificates
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
-                let result = resolve_certificate(i, c, &issuers).map_err(|mut e| {
+                let result = resolve_certificate(i, c, &issuers, &kinds).map_err(|mut e| {
                     // An issuer that is declared but invalid was reported already.
                     let issuer = c.issuer.as_deref().unwrap_or(DEFAULT_ISSUER);
                     if declared_issuers.iter().any(|d| d == issuer) {
@@ -467,6 +491,8 @@ impl FileConfig {
             tls_listen,
             tls,
             http01_confirm_timeout_secs: confirm,
+            tls_alpn01_listen: tls_alpn,
+            solvers,
         })
     }
 }
@@ -684,36 +710,11 @@ fn check_root_file(field: &str, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn resolve_solvers(solvers: &[SolverSection]) -> Result<u64, ConfigError> {
-    let mut ttl = DEFAULT_TOKEN_TTL_SECS;
-    let mut seen = false;
-    for (i, s) in solvers.iter().enumerate() {
-        match s {
-            SolverSection::Http01 { token_ttl_secs } => {
-                if seen {
-                    return Err(err(format!("solvers[{i}]"), "http-01 is configured twice"));
-                }
-                seen = true;
-                match token_ttl_secs {
-                    Some(0) => {
-                        return Err(err(
-                            format!("solvers[{i}].token_ttl_secs"),
-                            "must be at least 1",
-                        ));
-                    }
-                    Some(v) => ttl = *v,
-                    None => {}
-                }
-            }
-        }
-    }
-    Ok(ttl)
-}
-
 fn resolve_certificate(
     i: usize,
     c: &CertificateSection,
     issuers: &BTreeMap<String, IssuerSettings>,
+    solvers: &BTreeMap<String, ChallengeKind>,
 ) -> Result<CertificateSettings, ConfigErrors> {
     let req = CertificateRequest {
         name: &c.name,
@@ -721,8 +722,11 @@ fn resolve_certificate(
         issuer: c.issuer.as_deref(),
         key: c.key.as_deref(),
         challenge: c.challenge.as_deref(),
+        solver: c.solver.as_deref(),
+        solvers: Some(&c.solvers),
     };
-    let mut settings = validate_certificate(&format!("certificates[{i}]."), &req, issuers)?;
+    let mut settings =
+        validate_certificate(&format!("certificates[{i}]."), &req, issuers, solvers)?;
     if let Some(labels) = &c.labels {
         settings.labels = Some(
             Labels::from_map(labels.clone())

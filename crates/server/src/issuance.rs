@@ -13,18 +13,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use certfleet_acme::{AcmeIssuer, OrderObserver};
 use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventDetails, EventKind, NewEvent, NewVersion, Solver, Store,
-    StoreError,
+    CertificateStatus, EventDetails, EventKind, NewEvent, NewVersion, Store, StoreError,
 };
 use tokio::sync::{Semaphore, watch};
 
+use crate::registry::SolverRegistry;
 use crate::views::rfc3339;
 
 /// Background issuance.
 pub struct Issuance {
     store: Arc<dyn Store>,
     issuers: BTreeMap<String, Arc<AcmeIssuer>>,
-    solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+    solvers: Arc<SolverRegistry>,
     limit: Arc<Semaphore>,
     in_flight: Mutex<HashMap<String, Task>>,
 }
@@ -70,7 +70,7 @@ impl Issuance {
     pub fn new(
         store: Arc<dyn Store>,
         issuers: BTreeMap<String, Arc<AcmeIssuer>>,
-        solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+        solvers: Arc<SolverRegistry>,
         max_concurrent: usize,
     ) -> Self {
         Self {
@@ -188,9 +188,10 @@ impl Issuance {
         let issuer = self.issuers.get(&cert.issuer).ok_or_else(|| {
             IssueFailure::Failed(format!("issuer {:?} is no longer configured", cert.issuer))
         })?;
-        let solver = self.solvers.get(&cert.challenge).ok_or_else(|| {
-            IssueFailure::Failed(format!("no {} solver is configured", cert.challenge))
-        })?;
+        let solvers = self
+            .solvers
+            .set_for(&cert.solvers, cert.challenge, &cert.domains)
+            .map_err(IssueFailure::Failed)?;
         let started = format!(
             "ordering {} name(s) from issuer {}",
             cert.domains.len(),
@@ -204,13 +205,7 @@ impl Issuance {
             name,
         };
         let issued = issuer
-            .issue(
-                name,
-                &cert.domains,
-                cert.key_kind,
-                solver.as_ref(),
-                &observer,
-            )
+            .issue(name, &cert.domains, cert.key_kind, &solvers, &observer)
             .await
             .map_err(|e| IssueFailure::Failed(e.to_string()))?;
         let leaf = issued.leaf().clone();

@@ -17,6 +17,8 @@ pub mod fsutil;
 pub mod issuance;
 pub mod manual;
 pub mod problem;
+pub mod registry;
+pub mod solvers;
 pub mod tls;
 pub mod validate;
 pub mod views;

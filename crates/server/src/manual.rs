@@ -79,6 +79,10 @@ pub async fn import(
         // Manual until the version is stored: a pending ACME certificate without a version
         // would be ordered by a restart in between. `set_source` below switches it.
         source: Source::Manual,
+        solvers: existing
+            .as_ref()
+            .map(|c| c.solvers.clone())
+            .unwrap_or_default(),
     };
     if created {
         app.store.create_certificate(&declaration).await?;

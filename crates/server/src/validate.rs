@@ -1,12 +1,13 @@
 //! Validation of a certificate declaration, shared by the config file and the REST API, so
-//! both refuse the same things with the same messages (naming the field).
+//! both refuse the same things with the same messages (naming the field). Every invalid field
+//! is reported, not only the first.
 
 use std::collections::BTreeMap;
 
-use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind};
+use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, SolverRules};
 
 use crate::config::{
-    CertificateSettings, ConfigErrors, DEFAULT_ISSUER, Errors, IssuerSettings,
+    CertificateSettings, ConfigError, ConfigErrors, DEFAULT_ISSUER, Errors, IssuerSettings,
     MAX_NAMES_PER_CERTIFICATE, err,
 };
 
@@ -23,14 +24,20 @@ pub struct CertificateRequest<'a> {
     pub key: Option<&'a str>,
     /// Challenge.
     pub challenge: Option<&'a str>,
+    /// Solver for names no rule matches.
+    pub solver: Option<&'a str>,
+    /// Solver per identifier or `.suffix`.
+    pub solvers: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Validate a certificate declaration from any source; `prefix` is prepended to field names.
-/// Every invalid field is reported, not only the first.
+/// `solvers` lists the configured solvers and their challenge types. Every invalid field is
+/// reported.
 pub fn validate_certificate(
     prefix: &str,
     req: &CertificateRequest<'_>,
     issuers: &BTreeMap<String, IssuerSettings>,
+    solvers: &BTreeMap<String, ChallengeKind>,
 ) -> Result<CertificateSettings, ConfigErrors> {
     let f = |name: &str| format!("{prefix}{name}");
     let mut errors = Errors::default();
@@ -50,20 +57,7 @@ pub fn validate_certificate(
             ),
         )));
     }
-    let challenge = match req.challenge {
-        Some(c) => errors.check(
-            c.parse::<ChallengeKind>()
-                .map_err(|e| err(f("challenge"), e)),
-        ),
-        None => Some(ChallengeKind::Http01),
-    };
-    if let Some(c) = challenge.filter(|c| *c != ChallengeKind::Http01) {
-        errors.check::<()>(Err(err(
-            f("challenge"),
-            format!("{c} is not supported yet; use http-01"),
-        )));
-    }
-    let challenge = challenge.unwrap_or_default();
+    let default = errors.check(choose_default(&f, req, solvers));
     let mut domains: Vec<DnsName> = Vec::with_capacity(req.domains.len());
     for (i, raw) in req.domains.iter().enumerate() {
         let field = f(&format!("domains[{i}]"));
@@ -71,12 +65,7 @@ pub fn validate_certificate(
         else {
             continue;
         };
-        if name.is_wildcard() && !challenge.supports_wildcards() {
-            errors.check::<()>(Err(err(
-                &field,
-                format!("{name} is a wildcard, which only dns-01 can prove; {challenge} cannot"),
-            )));
-        } else if let Some(first) = domains.iter().position(|d| *d == name) {
+        if let Some(first) = domains.iter().position(|d| *d == name) {
             errors.check::<()>(Err(err(
                 &field,
                 format!(
@@ -88,6 +77,20 @@ pub fn validate_certificate(
             domains.push(name);
         }
     }
+    let rules = errors.check(check_rules(&f, req.solvers, &domains, solvers));
+    let (challenge, rules) = match (default, rules) {
+        (Some((challenge, default_solver)), Some(rules)) => {
+            let rules = SolverRules {
+                default: default_solver,
+                rules,
+            };
+            for e in solver_errors(&f, &rules, challenge, req.domains, &domains, solvers) {
+                errors.check::<()>(Err(e));
+            }
+            (challenge, rules)
+        }
+        _ => (ChallengeKind::default(), SolverRules::default()),
+    };
     let issuer = req.issuer.unwrap_or(DEFAULT_ISSUER);
     if !issuers.contains_key(issuer) {
         let known: Vec<&str> = issuers.keys().map(String::as_str).collect();
@@ -113,5 +116,150 @@ pub fn validate_certificate(
         key: key.expect("checked"),
         challenge,
         labels: None,
+        solvers: rules,
     })
+}
+
+/// Every name must have a solver, and a wildcard a solver that can prove it (dns-01).
+/// `raw` are the names as given, to find each parsed name's field index.
+fn solver_errors(
+    f: &dyn Fn(&str) -> String,
+    rules: &SolverRules,
+    challenge: ChallengeKind,
+    raw: &[String],
+    domains: &[DnsName],
+    solvers: &BTreeMap<String, ChallengeKind>,
+) -> Vec<ConfigError> {
+    let index_of = |name: &DnsName| {
+        raw.iter()
+            .position(|r| DnsName::parse(r).is_ok_and(|p| p == *name))
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for name in domains {
+        let field = f(&format!("domains[{}]", index_of(name)));
+        let Some(solver) = crate::solvers::solver_name_for(rules, challenge, name, solvers) else {
+            out.push(err(field, format!("no solver is configured for {name}")));
+            continue;
+        };
+        let kind = solvers[&solver];
+        if name.is_wildcard() && !kind.supports_wildcards() {
+            let field = match rules.rule_for(name) {
+                Some((pattern, _)) => f(&format!("solvers.{pattern:?}")),
+                None => field,
+            };
+            out.push(err(
+                field,
+                format!(
+                    "{name} is a wildcard, which only dns-01 can prove; solver {solver:?} answers {kind}"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The certificate's challenge type and default solver from `challenge` and `solver`.
+fn choose_default(
+    f: &dyn Fn(&str) -> String,
+    req: &CertificateRequest<'_>,
+    solvers: &BTreeMap<String, ChallengeKind>,
+) -> Result<(ChallengeKind, Option<String>), ConfigError> {
+    let challenge = req
+        .challenge
+        .map(|c| {
+            c.parse::<ChallengeKind>()
+                .map_err(|e| err(f("challenge"), e))
+        })
+        .transpose()?;
+    if let Some(name) = req.solver {
+        let kind = *solvers
+            .get(name)
+            .ok_or_else(|| err(f("solver"), unknown_solver(name, solvers)))?;
+        if let Some(c) = challenge.filter(|c| *c != kind) {
+            return Err(err(
+                f("challenge"),
+                format!("solver {name:?} answers {kind}, not {c}"),
+            ));
+        }
+        return Ok((kind, Some(name.to_string())));
+    }
+    let kind = challenge.unwrap_or_default();
+    if crate::solvers::default_for_kind(kind, solvers).is_none() {
+        let dns: Vec<&str> = solvers
+            .iter()
+            .filter(|(_, k)| **k == ChallengeKind::Dns01)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let why = match kind {
+            ChallengeKind::Dns01 if dns.len() > 1 => format!(
+                "several dns-01 solvers are configured ({}); name one with `solver`",
+                dns.join(", ")
+            ),
+            ChallengeKind::TlsAlpn01 => {
+                "tls-alpn-01 needs a listener: set [server] tls_alpn01_listen or --tls-alpn-listen"
+                    .to_string()
+            }
+            _ => format!("no {kind} solver is configured; add one under [[solvers]]"),
+        };
+        return Err(err(f("challenge"), why));
+    }
+    Ok((kind, None))
+}
+
+fn unknown_solver(name: &str, solvers: &BTreeMap<String, ChallengeKind>) -> String {
+    let known: Vec<&str> = solvers.keys().map(String::as_str).collect();
+    format!(
+        "unknown solver {name:?}; configured solvers: {}",
+        known.join(", ")
+    )
+}
+
+/// Check `solvers = { pattern = name }`: patterns are one of the certificate's names or a
+/// `.suffix` covering at least one of them; names are configured solvers.
+fn check_rules(
+    f: &dyn Fn(&str) -> String,
+    rules: Option<&BTreeMap<String, String>>,
+    domains: &[DnsName],
+    solvers: &BTreeMap<String, ChallengeKind>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (pattern, solver) in rules.into_iter().flatten() {
+        let field = f(&format!("solvers.{pattern:?}"));
+        if !solvers.contains_key(solver) {
+            return Err(err(field, unknown_solver(solver, solvers)));
+        }
+        let key = match pattern.strip_prefix('.') {
+            Some(suffix) => {
+                let parsed = DnsName::parse(suffix).map_err(|e| err(&field, e.to_string()))?;
+                let probe = SolverRules {
+                    default: None,
+                    rules: [(format!(".{parsed}"), String::new())]
+                        .into_iter()
+                        .collect(),
+                };
+                if !domains.iter().any(|d| probe.rule_for(d).is_some()) {
+                    return Err(err(
+                        field,
+                        format!("the suffix .{parsed} covers none of the certificate's names"),
+                    ));
+                }
+                format!(".{parsed}")
+            }
+            None => {
+                let parsed = DnsName::parse(pattern).map_err(|e| err(&field, e.to_string()))?;
+                if !domains.contains(&parsed) {
+                    return Err(err(
+                        field,
+                        format!(
+                            "{parsed} is not one of the certificate's names (use .{parsed} for a suffix)"
+                        ),
+                    ));
+                }
+                parsed.to_string()
+            }
+        };
+        out.insert(key, solver.clone());
+    }
+    Ok(out)
 }

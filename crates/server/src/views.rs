@@ -75,6 +75,9 @@ pub struct CertificateView {
     /// Agents that verified the current version by handshake, out of those entitled to it.
     #[serde(default)]
     pub deployed: Deployed,
+    /// Which solver proves which name (`default` and `rules`; empty: the challenge type's).
+    #[serde(default)]
+    pub solvers: certfleet_core::SolverRules,
 }
 
 /// `agents in sync / agents entitled` of one certificate.
@@ -111,6 +114,7 @@ impl CertificateView {
             updated_at: rfc3339(c.updated_at),
             labels: c.labels.as_map().clone(),
             deployed: Deployed::default(),
+            solvers: c.solvers.clone(),
         }
     }
 }
@@ -254,6 +258,12 @@ pub struct AddCertificate {
     /// Labels (`{"app": "www"}`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Solver for names no rule matches (a `[[solvers]]` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<String>,
+    /// Solver per identifier (`*.example.com`) or suffix (`.example.com`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub solvers: std::collections::BTreeMap<String, String>,
 }
 
 /// The body of `POST /api/v1/certificates/{name}/import`: PEM text of the files a person

@@ -1,10 +1,12 @@
-//! The HTTP-01 responder: `GET /.well-known/acme-challenge/<token>` from the store.
+//! The HTTP-01 responder: `GET /.well-known/acme-challenge/<token>` from memory.
 //!
 //! The path is matched on the raw request target, never decoded or normalised, so
-//! `..`, `%2e%2e`, `..;/` and friends simply do not match. Only a token of
-//! `^[A-Za-z0-9_-]{16,128}$` that is live for the request's Host gets its key authorization;
-//! every other request (other paths, methods, hosts, expired tokens, store errors) gets the
-//! same 404, so nothing can be learned by probing.
+//! `..`, `%2e%2e`, `..;/` and friends simply do not match. The token is validated
+//! (`^[A-Za-z0-9_-]{16,128}$`) before any lookup, and the lookup is in [`LiveTokens`], which the
+//! solver and a periodic reload keep in sync with the store and the Redis mirror: no request
+//! reaches a database. Only a token live for the request's Host gets its key authorization;
+//! every other request (other paths, methods, hosts, expired tokens) gets the same 404, so
+//! nothing can be learned by probing.
 
 use std::sync::Arc;
 
@@ -13,37 +15,34 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use certfleet_core::{Store, validate_token};
+use certfleet_core::validate_token;
+
+use crate::live::LiveTokens;
 
 /// The path prefix of RFC 8555 §8.3.
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 const NOT_FOUND_BODY: &str = "not found\n";
 
 /// The responder as a router (every path goes to one handler).
-pub fn router(store: Arc<dyn Store>) -> Router {
-    Router::new().fallback(respond).with_state(store)
+pub fn router(live: Arc<LiveTokens>) -> Router {
+    Router::new().fallback(respond).with_state(live)
 }
 
-async fn respond(State(store): State<Arc<dyn Store>>, request: Request) -> Response {
+async fn respond(State(live): State<Arc<LiveTokens>>, request: Request) -> Response {
     let Some((token, host)) = parse_request(&request) else {
         return not_found();
     };
-    let now = certfleet_core::time::now();
-    match store.challenge_response(token, &host, now).await {
-        Ok(Some(key_authorization)) => {
+    match live.lookup(token, &host, certfleet_core::time::now()) {
+        Some(body) => {
             tracing::debug!(%host, "served an HTTP-01 response");
-            let mut rsp = Response::new(Body::from(key_authorization));
+            let mut rsp = Response::new(Body::from(body));
             rsp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             );
             rsp
         }
-        Ok(None) => not_found(),
-        Err(e) => {
-            tracing::error!(error = %e, "HTTP-01 responder could not read the store");
-            not_found()
-        }
+        None => not_found(),
     }
 }
 
@@ -61,12 +60,12 @@ fn parse_request(request: &Request) -> Option<(&str, String)> {
 /// The Host header (or the absolute-form authority), lowercase, without port or final dot.
 fn request_host(request: &Request) -> Option<String> {
     let raw = match request.headers().get(header::HOST) {
-        Some(v) => v.to_str().ok()?.to_string(),
-        None => request.uri().host()?.to_string(),
+        Some(v) => v.to_str().ok()?,
+        None => request.uri().host()?,
     };
     let host = match raw.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
-        _ => raw.as_str(),
+        _ => raw,
     };
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     (!host.is_empty()).then_some(host)

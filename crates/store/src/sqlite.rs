@@ -13,6 +13,7 @@
 mod certificates;
 mod events;
 mod fleet;
+mod presented;
 mod records;
 mod schema;
 mod versions;
@@ -32,7 +33,8 @@ use certfleet_core::time::UnixTime;
 use certfleet_core::{
     AccountRecord, AgentSeen, Certificate, CertificateStatus, DeploymentRecord, DeploymentReport,
     Event, EventKind, EventListener, EventQuery, Http01Challenge, Labels, NewCertificate, NewEvent,
-    NewToken, NewVersion, Secret, Source, Store, StoreError, TokenRecord, Version,
+    NewToken, NewVersion, PresentedChallenge, Secret, Source, Store, StoreError, TokenRecord,
+    Version,
 };
 use rusqlite::Connection;
 
@@ -551,5 +553,21 @@ impl Store for SqliteStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         watch.callbacks.push(notify);
+    }
+
+    async fn record_presented(&self, presented: &[PresentedChallenge]) -> Result<(), StoreError> {
+        let presented = presented.to_vec();
+        self.call(move |c, _| presented::record(c, &presented))
+            .await
+    }
+
+    async fn presented_challenges(&self) -> Result<Vec<PresentedChallenge>, StoreError> {
+        self.call(|c, _| presented::list(c)).await
+    }
+
+    async fn forget_presented(&self, solver: &str, tokens: &[String]) -> Result<(), StoreError> {
+        let (solver, tokens) = (solver.to_string(), tokens.to_vec());
+        self.call(move |c, _| presented::forget(c, &solver, &tokens))
+            .await
     }
 }

@@ -18,6 +18,7 @@
 mod certificates;
 mod fleet;
 mod lifecycle;
+mod presented;
 mod records;
 mod versions;
 
@@ -33,6 +34,7 @@ pub use certificates::{
 };
 pub use fleet::{confirmations, deployments, labels, revision, tokens};
 pub use lifecycle::{event_listener, event_queries, expiry_thresholds, source_switch};
+pub use presented::{live_challenges, presented_challenges};
 pub use records::{accounts, challenges, events};
 pub use versions::versions_and_keys;
 
@@ -59,6 +61,8 @@ pub async fn run_all(store: &dyn Store) {
     deployments(store).await;
     confirmations(store).await;
     revision(store).await;
+    live_challenges(store).await;
+    presented_challenges(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.
@@ -73,6 +77,7 @@ pub fn new_certificate(name: &str, domains: &[&str]) -> NewCertificate {
         key_kind: KeyKind::EcdsaP256,
         challenge: ChallengeKind::Http01,
         source: Source::Acme,
+        solvers: Default::default(),
     }
 }
 

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod certbot;
+pub mod knot;
 pub mod nginx;
 pub mod pebble;
 pub mod pki;
@@ -37,10 +38,14 @@ pub mod webhook;
 
 pub use certbot::certbot_certonly;
 pub use nginx::{Nginx, NginxOptions};
+pub mod redis;
+
+pub use knot::Knot;
 pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
 pub use pki::{TestLeaf, TestPki, Validity};
 pub use ports::{free_port, free_ports};
 pub use process::{Guard, child_command, require_program};
+pub use redis::Redis;
 pub use smtp::{SmtpSink, SmtpSinkOptions};
 pub use webhook::{Answer, Received, WebhookReceiver};
 

@@ -31,6 +31,9 @@ pub struct PebbleOptions {
     pub eab_keys: Vec<(String, String)>,
     /// Which Pebble release runs as the CA.
     pub release: PebbleRelease,
+    /// DNS server Pebble resolves through (`127.0.0.1:PORT`, e.g. a [`crate::Knot`]) instead
+    /// of pebble-challtestsrv, for DNS-01 end to end.
+    pub dns_server: Option<String>,
 }
 
 /// Which Pebble runs. Debian bookworm's 2.4 is installed by `apt-get`; the newer releases are
@@ -79,6 +82,7 @@ impl Default for PebbleOptions {
             validity_secs: None,
             eab_keys: Vec::new(),
             release: PebbleRelease::default(),
+            dns_server: None,
         }
     }
 }
@@ -261,7 +265,8 @@ impl Pebble {
             .map_err(|e| format!("spawn {}: {e}", chall_bin.display()))?;
 
         let mut cmd = child_command(&pebble_bin);
-        cmd.args(["-config", "pebble.json", "-dnsserver", &dns]);
+        let resolver = opts.dns_server.clone().unwrap_or_else(|| dns.clone());
+        cmd.args(["-config", "pebble.json", "-dnsserver", &resolver]);
         let envs = [
             (
                 "PEBBLE_VA_NOSLEEP",

@@ -320,6 +320,20 @@ fn invalid_config_files_name_the_field() {
             "[[solvers]]\ntype = \"dns-01\"\n",
             "unknown variant `dns-01`",
         ),
+        (
+            "[[solvers]]\nname = \"knot\"\ntype = \"rfc2136\"\nserver = \"127.0.0.1:53\"\ntsig_key = \"k\"\ntsig_secret = \"not base64!\"\n",
+            "solvers[0].tsig_secret: is not base64",
+        ),
+        (
+            "[[certificates]]\nname = \"www\"\ndomains = [\"example.com\", \"*.example.com\"]\n",
+            "certificates[0].domains[1]: *.example.com is a wildcard, which only dns-01 can prove",
+        ),
+        (
+            "[[solvers]]\nname = \"knot\"\ntype = \"rfc2136\"\nserver = \"127.0.0.1:53\"\n\
+             [[certificates]]\nname = \"www\"\ndomains = [\"example.com\", \"*.example.com\"]\n\
+             solvers = { \"*.example.com\" = \"knott\" }\n",
+            "certificates[0].solvers.\"*.example.com\": unknown solver \"knott\"; configured solvers: http-01, knot",
+        ),
         ("this is not toml", "invalid configuration"),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {

@@ -191,6 +191,14 @@ impl Server {
         }
     }
 
+    /// Kill with SIGKILL (by PID), as a crash would, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stop; then run the server once more on the same data directory, expecting it to exit
     /// (within a bounded wait) because start-up fails. Returns its exit code and stderr.
     pub fn start_expecting_failure(&mut self) -> (Option<i32>, String) {

@@ -1,9 +1,11 @@
 //! End-to-end tests of the `certfleet` binary against real Pebble.
 
 mod agents;
+mod alpn_redis;
 mod bad_input;
 mod certbot;
 mod check;
+mod dns01;
 mod entitlement;
 mod export;
 mod field_reports;

@@ -16,7 +16,7 @@ const ID_BYTES: usize = 16;
 const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
         c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
         c.next_due, c.order_url, c.created_at, c.updated_at, c.labels, v.domains, v.issuer,
-        v.key_kind
+        v.key_kind, c.solvers
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -24,10 +24,11 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
     let id = random_id()?;
     let now = time::now();
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
+    let solvers = serde_json::to_string(&new.solvers).map_err(|e| StoreError::Backend(e.into()))?;
     let inserted = conn.execute(
         "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
-            status, failure_streak, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9)",
+            status, failure_streak, created_at, updated_at, solvers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10)",
         params![
             id,
             new.name.as_str(),
@@ -38,6 +39,7 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
             new.source.as_str(),
             CertificateStatus::Pending.as_str(),
             now,
+            solvers,
         ],
     );
     match inserted {
@@ -65,19 +67,21 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         updated_at: now,
         current: None,
         labels: Labels::new(),
+        solvers: new.solvers.clone(),
     })
 }
 
-/// Replace the declared names, issuer, key kind and challenge of `name`.
+/// Replace the declared names, issuer, key kind, challenge and solvers of `name`.
 pub(super) fn update_declaration(
     conn: &Connection,
     name: &str,
     new: &NewCertificate,
 ) -> Result<Certificate, Fail> {
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
+    let solvers = serde_json::to_string(&new.solvers).map_err(|e| StoreError::Backend(e.into()))?;
     let changed = conn.execute(
         "UPDATE certificates SET domains = ?2, issuer = ?3, key_kind = ?4, challenge = ?5,
-            updated_at = ?6
+            solvers = ?6, updated_at = ?7
          WHERE name = ?1",
         params![
             name,
@@ -85,6 +89,7 @@ pub(super) fn update_declaration(
             new.issuer,
             new.key_kind.as_str(),
             new.challenge.as_str(),
+            solvers,
             time::now()
         ],
     )?;
@@ -208,6 +213,8 @@ fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         updated_at: row.get(15)?,
         labels: parse_labels(&row.get::<_, String>(16)?)?,
         current: issued_for(row)?,
+        solvers: serde_json::from_str(&row.get::<_, String>(20)?)
+            .map_err(|e| corrupt(format!("column solvers: {e}")))?,
     })
 }
 

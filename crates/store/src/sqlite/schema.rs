@@ -164,6 +164,21 @@ const MIGRATIONS: &[&str] = &[
         BEGIN UPDATE revision SET value = value + 1; END;
     CREATE TRIGGER revision_tokens_update AFTER UPDATE OF revoked_at, selector ON tokens
         BEGIN UPDATE revision SET value = value + 1; END;",
+    // 6: a solver per identifier or suffix (JSON of SolverRules), and every challenge response
+    // recorded before it is published, so that a restarted server withdraws it. No foreign
+    // key: a response outlives the removal of its certificate until it is withdrawn.
+    "ALTER TABLE certificates ADD COLUMN solvers TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE presented_challenges (
+        solver             TEXT NOT NULL,
+        token              TEXT NOT NULL,
+        kind               TEXT NOT NULL,
+        identifier         TEXT NOT NULL,
+        wildcard           INTEGER NOT NULL,
+        key_authorization  TEXT NOT NULL,
+        certificate        TEXT NOT NULL,
+        presented_at       BIGINT NOT NULL,
+        PRIMARY KEY (solver, token)
+    );",
 ];
 
 /// A database written by a newer certfleet than this one.

@@ -14,7 +14,15 @@ pub async fn certificate_lifecycle(store: &dyn Store) {
     new.challenge = ChallengeKind::Dns01;
     new.source = Source::Manual;
     new.issuer = "staging".to_string();
+    new.solvers.default = Some("knot".to_string());
+    new.solvers
+        .rules
+        .insert("b.example.com".to_string(), "http".to_string());
+    new.solvers
+        .rules
+        .insert(".example.org".to_string(), "cloudflare".to_string());
     let created = store.create_certificate(&new).await.unwrap();
+    assert_eq!(created.solvers, new.solvers, "solver rules are kept");
     assert_eq!(created.name, new.name);
     assert_eq!(created.domains, new.domains, "domains keep their order");
     assert_eq!(
