@@ -3,15 +3,22 @@
 //! - [`http`]: the HTTPS client for the CA (system roots plus extra roots, request timeout).
 //! - [`keys`]: a fresh private key per version and its CSR.
 //! - [`inspect`]: reading PEM chains and checking that what the CA sent is what we asked for.
-//! - [`issuer`]: [`AcmeIssuer`], which owns one account per issuer and runs orders.
+//! - [`issuer`]: [`AcmeIssuer`], which owns one account per issuer ([`account`]) and runs
+//!   orders ([`order`]).
+//! - [`directory`]: the CA's directory (ARI, profiles); [`jws`]: certfleet's own signed
+//!   requests (account object, order polls, chain downloads with alternates).
 //! - [`error`]: [`AcmeError`], keeping the CA's problem document typed.
 #![warn(missing_docs)]
 
+pub mod account;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod inspect;
 pub mod issuer;
+pub mod jws;
 pub mod keys;
+pub mod order;
 
 pub use error::AcmeError;
 pub use inspect::{CertInfo, ParsedChain};

@@ -335,6 +335,9 @@ fn show_text(d: &CertificateDetail) -> String {
             v.key,
             v.issued_at
         ));
+        if let Some(root) = &v.root {
+            out.push_str(&format!("  Root:        {root}\n"));
+        }
         for (i, entry) in v.chain.iter().enumerate() {
             let role = if i == 0 { "Leaf" } else { "Chain" };
             out.push_str(&format!(

@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// Account contact, such as mailto:ops@example.com; repeatable.
     #[arg(long = "contact", value_name = "URL")]
     contacts: Vec<String>,
+    /// Prefer the CA's alternate chain whose top certificate is issued by this common name
+    /// (RFC 8555 §7.4.2), such as "ISRG Root X1"; the default chain when none matches.
+    #[arg(long, value_name = "ISSUER CN")]
+    preferred_chain: Option<String>,
     /// Orders in flight at once [default: 16].
     #[arg(long, value_name = "N")]
     max_concurrent_orders: Option<usize>,
@@ -67,6 +71,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> Result<(), CliE
         ca_roots: args.ca_roots,
         contacts: args.contacts,
         max_concurrent_orders: args.max_concurrent_orders,
+        preferred_chain: args.preferred_chain,
     };
     let settings = file
         .resolve(overrides)

@@ -10,6 +10,7 @@
 pub mod challenge;
 pub mod model;
 pub mod name;
+pub mod policy;
 pub mod secret;
 pub mod solver;
 pub mod store;

@@ -318,6 +318,8 @@ pub struct AccountRecord {
     pub credentials: Secret,
     /// Creation time.
     pub created_at: UnixTime,
+    /// The contacts the CA confirmed for the account (RFC 8555 §7.3.2), `mailto:` URLs.
+    pub contacts: Vec<String>,
 }
 
 /// What happened (append-only audit log that later feeds notifications).
@@ -336,6 +338,12 @@ pub enum EventKind {
     Deleted,
     /// An ACME account was registered.
     AccountCreated,
+    /// An ACME account's contacts were changed at the CA to follow the configuration
+    /// (RFC 8555 §7.3.2).
+    AccountUpdated,
+    /// The CA no longer knew the stored account (`accountDoesNotExist`); a new one was
+    /// registered with the same settings.
+    AccountReregistered,
 }
 
 impl EventKind {
@@ -348,6 +356,8 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Deleted => "deleted",
             EventKind::AccountCreated => "account_created",
+            EventKind::AccountUpdated => "account_updated",
+            EventKind::AccountReregistered => "account_reregistered",
         }
     }
 }
@@ -362,6 +372,8 @@ impl FromStr for EventKind {
             EventKind::Failed,
             EventKind::Deleted,
             EventKind::AccountCreated,
+            EventKind::AccountUpdated,
+            EventKind::AccountReregistered,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -70,7 +70,7 @@ impl Env {
             va_nosleep: true,
             validity_secs: None,
             eab_keys: Vec::new(),
-            release: Default::default(),
+            ..PebbleOptions::fast()
         })
         .await;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", pebble.http01_port()))
@@ -93,6 +93,7 @@ impl Env {
                 eab: None,
                 request_timeout: REQUEST_TIMEOUT,
                 order_timeout: Duration::from_secs(120),
+                preferred_chain: None,
             },
             store.clone(),
         )

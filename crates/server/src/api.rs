@@ -270,11 +270,17 @@ async fn issuers(State(app): State<Arc<App>>) -> Result<Json<Vec<IssuerView>>, A
     let mut out = Vec::new();
     for (name, settings) in &app.issuer_settings {
         let account = app.store.account(name, &settings.directory).await?;
+        let (account_url, contacts) = match account {
+            Some(a) => (Some(a.account_url), a.contacts),
+            None => (None, Vec::new()),
+        };
         out.push(IssuerView {
             name: name.clone(),
             directory: settings.directory.clone(),
-            contacts: settings.contacts.clone(),
-            account_url: account.map(|a| a.account_url),
+            contacts,
+            account_url,
+            configured_contacts: settings.contacts.clone(),
+            preferred_chain: settings.preferred_chain.clone(),
         });
     }
     Ok(Json(out))

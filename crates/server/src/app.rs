@@ -25,6 +25,9 @@ use crate::{ServerError, api};
 
 /// How often expired HTTP-01 responses are purged from the store.
 pub const CHALLENGE_PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How long start-up waits for the issuers' accounts (loaded, checked with the CA, contacts
+/// brought in line) before serving; slower CAs are waited for in the background.
+pub const ACCOUNT_CHECK_AT_START: Duration = Duration::from_secs(15);
 /// Environment variable holding the key-encryption key (base64 of 32 bytes) instead of a file.
 pub const KEK_ENV: &str = "CERTFLEET_KEK";
 
@@ -126,6 +129,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         .local_addr()
         .map_err(|e| ServerError::io("reading the responder address", e))?;
 
+    check_issuers(&app).await;
     declare_configured(&app, &settings).await?;
     resume_unsettled(&app).await?;
 
@@ -146,9 +150,6 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     })
     .map_err(|e| ServerError::io(format!("writing {}", data.server_info_path().display()), e))?;
     tracing::info!(%api_addr, %http01_addr, data_dir = %settings.data_dir.display(), "certfleet server is running");
-    for issuer in app.issuers.values() {
-        tokio::spawn(check_issuer(issuer.clone()));
-    }
     Ok(Running {
         api_addr,
         http01_addr,
@@ -191,6 +192,7 @@ fn build_issuers(
             }),
             request_timeout: Duration::from_secs(s.request_timeout_secs),
             order_timeout: Duration::from_secs(s.order_timeout_secs),
+            preferred_chain: s.preferred_chain.clone(),
         };
         let issuer = AcmeIssuer::new(config, store.clone())
             .map_err(|e| ServerError::Startup(format!("issuers.{name}: {e}")))?;
@@ -289,6 +291,26 @@ async fn purge_challenges(store: Arc<dyn Store>, mut stopped: watch::Receiver<bo
             Ok(n) => tracing::info!(count = n, "purged expired HTTP-01 responses"),
             Err(e) => tracing::warn!(error = %e, "purging expired HTTP-01 responses failed"),
         }
+    }
+}
+
+/// Before serving: load every issuer's account, check it with the CA and send an account
+/// update where the configured contacts changed (RFC 8555 §7.3.2).
+async fn check_issuers(app: &Arc<App>) {
+    let mut checks = tokio::task::JoinSet::new();
+    for issuer in app.issuers.values() {
+        checks.spawn(check_issuer(issuer.clone()));
+    }
+    let all = async { while checks.join_next().await.is_some() {} };
+    if tokio::time::timeout(ACCOUNT_CHECK_AT_START, all)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some issuers did not answer within {} s; serving while their accounts are checked",
+            ACCOUNT_CHECK_AT_START.as_secs()
+        );
+        checks.detach_all();
     }
 }
 

@@ -100,6 +100,8 @@ pub struct IssuerSection {
     pub request_timeout_secs: Option<u64>,
     /// Bound on waiting for an order, seconds.
     pub order_timeout_secs: Option<u64>,
+    /// Issuer common name of the top certificate of the preferred chain (RFC 8555 §7.4.2).
+    pub preferred_chain: Option<String>,
 }
 
 /// `eab = { key_id = "...", hmac_key = "..." }`
@@ -157,6 +159,8 @@ pub struct Overrides {
     pub contacts: Vec<String>,
     /// `--max-concurrent-orders`
     pub max_concurrent_orders: Option<usize>,
+    /// `--preferred-chain`
+    pub preferred_chain: Option<String>,
 }
 
 /// A validated issuer.
@@ -176,6 +180,8 @@ pub struct IssuerSettings {
     pub request_timeout_secs: u64,
     /// Order timeout, seconds.
     pub order_timeout_secs: u64,
+    /// Preferred chain (issuer CN of the top certificate).
+    pub preferred_chain: Option<String>,
 }
 
 /// A validated certificate declaration.
@@ -298,8 +304,10 @@ fn resolve_issuers(
     mut issuers: BTreeMap<String, IssuerSection>,
     flags: &Overrides,
 ) -> Result<BTreeMap<String, IssuerSettings>, ConfigError> {
-    let flags_given =
-        flags.directory.is_some() || !flags.ca_roots.is_empty() || !flags.contacts.is_empty();
+    let flags_given = flags.directory.is_some()
+        || !flags.ca_roots.is_empty()
+        || !flags.contacts.is_empty()
+        || flags.preferred_chain.is_some();
     if flags_given || issuers.is_empty() {
         let entry = issuers
             .entry(DEFAULT_ISSUER.to_string())
@@ -310,12 +318,16 @@ fn resolve_issuers(
                 eab: None,
                 request_timeout_secs: None,
                 order_timeout_secs: None,
+                preferred_chain: None,
             });
         if let Some(dir) = &flags.directory {
             entry.directory = dir.clone();
         }
         entry.ca_roots.extend(flags.ca_roots.iter().cloned());
         entry.contacts.extend(flags.contacts.iter().cloned());
+        if let Some(chain) = &flags.preferred_chain {
+            entry.preferred_chain = Some(chain.clone());
+        }
     }
     issuers
         .into_iter()
@@ -357,6 +369,17 @@ fn resolve_issuer(name: &str, s: IssuerSection) -> Result<IssuerSettings, Config
             ));
         }
     }
+    if let Some(chain) = &s.preferred_chain
+        && (chain.trim().is_empty() || chain.trim() != chain)
+    {
+        return Err(err(
+            field("preferred_chain"),
+            format!(
+                "{chain:?} must be the issuer common name of the chain's top certificate, \
+                 such as \"ISRG Root X1\", without surrounding spaces"
+            ),
+        ));
+    }
     let timeout = |f: &str, v: Option<u64>, default: u64| match v {
         Some(0) => Err(err(field(f), "must be at least 1 second")),
         Some(v) => Ok(v),
@@ -378,6 +401,7 @@ fn resolve_issuer(name: &str, s: IssuerSection) -> Result<IssuerSettings, Config
         contacts: s.contacts,
         ca_roots: s.ca_roots,
         eab: s.eab,
+        preferred_chain: s.preferred_chain,
     })
 }
 
@@ -533,6 +557,10 @@ mod tests {
             (
                 "[server]\nmax_concurrent_orders = 0",
                 "server.max_concurrent_orders",
+            ),
+            (
+                "[issuers.le]\ndirectory = \"https://x/d\"\npreferred_chain = \" \"",
+                "issuers.le.preferred_chain",
             ),
         ];
         for (text, field) in cases {

@@ -109,6 +109,8 @@ pub struct VersionView {
     pub revoked_at: Option<String>,
     /// Leaf first, then the intermediates.
     pub chain: Vec<ChainEntry>,
+    /// The root the chain leads to: the issuer DN of its top certificate.
+    pub root: Option<String>,
 }
 
 impl VersionView {
@@ -124,6 +126,7 @@ impl VersionView {
             issued_at: rfc3339(v.issued_at),
             replaces: v.replaces,
             revoked_at: v.revoked_at.map(rfc3339),
+            root: chain.last().map(|top| top.issuer.clone()),
             chain,
         }
     }
@@ -177,10 +180,14 @@ pub struct IssuerView {
     pub name: String,
     /// ACME directory URL.
     pub directory: String,
-    /// Account contacts.
+    /// The contacts the CA holds for the account (empty until registered).
     pub contacts: Vec<String>,
     /// The account URL, once registered.
     pub account_url: Option<String>,
+    /// The contacts in the configuration; the account is brought in line at start-up.
+    pub configured_contacts: Vec<String>,
+    /// Preferred chain (issuer common name of the top certificate), if set.
+    pub preferred_chain: Option<String>,
 }
 
 /// The body of `POST /api/v1/certificates`.

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `certfleet` binary against real Pebble.
 
+mod accounts;
 mod bad_input;
+mod chains;
 mod harness;
 mod issuance;
 mod issuers;

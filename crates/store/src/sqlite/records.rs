@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::certificates::id_and_current;
 use super::versions::secret_from_utf8;
-use super::{Fail, parse};
+use super::{Fail, corrupt, parse};
 use crate::seal::Sealer;
 
 /// Associated data binding sealed credentials to their account row.
@@ -25,15 +25,15 @@ pub(super) fn account(
     issuer: &str,
     directory_url: &str,
 ) -> Result<Option<AccountRecord>, Fail> {
-    let found: Option<(String, Vec<u8>, UnixTime)> = conn
+    let found: Option<(String, Vec<u8>, UnixTime, String)> = conn
         .query_row(
-            "SELECT account_url, sealed_credentials, created_at FROM accounts
+            "SELECT account_url, sealed_credentials, created_at, contacts FROM accounts
              WHERE issuer = ?1 AND directory_url = ?2",
             [issuer, directory_url],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((account_url, blob, created_at)) = found else {
+    let Some((account_url, blob, created_at, contacts)) = found else {
         return Ok(None);
     };
     let what = account_label(issuer, directory_url);
@@ -46,6 +46,8 @@ pub(super) fn account(
         account_url,
         credentials: secret_from_utf8(plain, &what)?,
         created_at,
+        contacts: serde_json::from_str(&contacts)
+            .map_err(|e| corrupt(format!("column accounts.contacts: {e}")))?,
     }))
 }
 
@@ -57,19 +59,24 @@ pub(super) fn save_account(
 ) -> Result<(), Fail> {
     let aad = account_aad(&account.issuer, &account.directory_url);
     let sealed = sealer.seal(account.credentials.expose().as_bytes(), aad.as_bytes());
+    let contacts =
+        serde_json::to_string(&account.contacts).map_err(|e| StoreError::Backend(e.into()))?;
     conn.execute(
-        "INSERT INTO accounts (issuer, directory_url, account_url, sealed_credentials, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO accounts (issuer, directory_url, account_url, sealed_credentials, created_at,
+            contacts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (issuer, directory_url) DO UPDATE SET
             account_url = excluded.account_url,
             sealed_credentials = excluded.sealed_credentials,
-            created_at = excluded.created_at",
+            created_at = excluded.created_at,
+            contacts = excluded.contacts",
         params![
             account.issuer,
             account.directory_url,
             account.account_url,
             sealed,
             account.created_at,
+            contacts,
         ],
     )?;
     Ok(())

@@ -82,6 +82,8 @@ const MIGRATIONS: &[&str] = &[
         key    TEXT PRIMARY KEY,
         value  BLOB NOT NULL
     );",
+    // 3: the contacts the CA confirmed for each account (JSON array of mailto: URLs).
+    "ALTER TABLE accounts ADD COLUMN contacts TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// A database written by a newer certfleet than this one.
