@@ -15,12 +15,12 @@ use certfleet_core::{DnsName, KeyKind, Secret, Solver, Store};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::account::AccountState;
+use crate::ca::{Acme, OrderFailure, OrderObserver, OrderRequest, RenewalInfo};
 use crate::directory::Directory;
 use crate::error::{AcmeError, error_chain};
 use crate::http::CaClient;
 use crate::inspect::{CertInfo, ParsedChain};
 use crate::jws::RawClient;
-use crate::order::OrderRequest;
 
 /// How many times a whole order (or account registration) is retried when the CA keeps
 /// answering badNonce (instant-acme already retries each request with the fresh nonce,
@@ -58,6 +58,8 @@ pub struct IssuerConfig {
     /// Issuer common name of the top certificate of the chain to prefer when the CA offers
     /// alternates (RFC 8555 §7.4.2); the default chain when none matches.
     pub preferred_chain: Option<String>,
+    /// ACME profile for certificates that name none (checked against `meta.profiles`).
+    pub default_profile: Option<String>,
 }
 
 /// A certificate fresh from the CA, checked against the request.
@@ -69,6 +71,8 @@ pub struct Issued {
     pub key_pem: Secret,
     /// The order URL.
     pub order_url: String,
+    /// Whether the order was accepted with ARI `replaces` (RFC 9773 §5).
+    pub replaced: bool,
 }
 
 impl Issued {
@@ -76,13 +80,6 @@ impl Issued {
     pub fn leaf(&self) -> &CertInfo {
         self.chain.leaf()
     }
-}
-
-/// Told about an order as soon as the CA creates it, so it can be resumed after a crash.
-#[async_trait]
-pub trait OrderObserver: Send + Sync {
-    /// The CA created an order at `url`.
-    async fn order_created(&self, url: &str);
 }
 
 /// An ACME CA with its account.
@@ -203,10 +200,8 @@ impl AcmeIssuer {
         }
     }
 
-    /// Issue a certificate for `names` with a fresh `key_kind` key, proving control with `solver`.
-    ///
-    /// A persistent badNonce retries the order; when the CA no longer knows the account a new
-    /// one is registered once and the order is placed again (a second refusal is reported).
+    /// Issue a certificate for `names` with a fresh `key_kind` key, proving control with
+    /// `solver`: a new order without profile or `replaces` (see [`Acme::order`] for more).
     pub async fn issue(
         &self,
         certificate: &str,
@@ -215,33 +210,38 @@ impl AcmeIssuer {
         solver: &dyn Solver,
         observer: &dyn OrderObserver,
     ) -> Result<Issued, AcmeError> {
-        let mut state = self.account().await?;
-        let mut attempt = 0;
-        let mut reregistered = false;
-        loop {
-            let request = OrderRequest {
-                certificate,
-                names,
-                key_kind,
-            };
-            match self.issue_once(&state, &request, solver, observer).await {
-                Err(e) if e.is_bad_nonce() && attempt < BAD_NONCE_ORDER_RETRIES => {
-                    attempt += 1;
-                    tracing::debug!(
-                        certificate,
-                        attempt,
-                        "badNonce persisted; retrying the order"
-                    );
-                }
-                Err(AcmeError::AccountGone { problem, .. }) if !reregistered => {
-                    reregistered = true;
-                    state = self
-                        .replace_forgotten_account(state.url(), &problem)
-                        .await?;
-                }
-                other => return other,
-            }
-        }
+        let request = OrderRequest {
+            certificate,
+            names,
+            key_kind,
+            profile: None,
+            replaces: None,
+            resume: None,
+        };
+        self.run_order(&request, solver, observer)
+            .await
+            .map_err(|f| f.error)
+    }
+}
+
+#[async_trait]
+impl Acme for AcmeIssuer {
+    async fn profiles(&self) -> Result<Option<Vec<String>>, AcmeError> {
+        let directory = self.directory().await?;
+        Ok((!directory.meta.profiles.is_empty()).then(|| directory.profiles()))
+    }
+
+    async fn renewal_info(&self, leaf_pem: &str) -> Result<Option<RenewalInfo>, AcmeError> {
+        self.fetch_renewal_info(leaf_pem).await
+    }
+
+    async fn order(
+        &self,
+        request: &OrderRequest<'_>,
+        solver: &dyn Solver,
+        observer: &dyn OrderObserver,
+    ) -> Result<Issued, OrderFailure> {
+        self.run_order(request, solver, observer).await
     }
 }
 

@@ -7,10 +7,14 @@
 //!   orders ([`order`]).
 //! - [`directory`]: the CA's directory (ARI, profiles); [`jws`]: certfleet's own signed
 //!   requests (account object, order polls, chain downloads with alternates).
+//! - [`ca`]: the [`Acme`] trait the renewal engine talks to (a fake CA in simulations);
+//!   [`ari`]: renewal information (RFC 9773).
 //! - [`error`]: [`AcmeError`], keeping the CA's problem document typed.
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod ari;
+pub mod ca;
 pub mod directory;
 pub mod error;
 pub mod http;
@@ -20,6 +24,7 @@ pub mod jws;
 pub mod keys;
 pub mod order;
 
+pub use ca::{Acme, OrderFailure, OrderObserver, OrderRequest, RenewalInfo, Resume};
 pub use error::AcmeError;
 pub use inspect::{CertInfo, ParsedChain};
-pub use issuer::{AcmeIssuer, Issued, IssuerConfig, OrderObserver};
+pub use issuer::{AcmeIssuer, Issued, IssuerConfig};

@@ -1,29 +1,36 @@
-//! The order flow of RFC 8555 §7.4, run by [`AcmeIssuer`].
+//! The order flow of RFC 8555 §7.4, run by [`AcmeIssuer`], able to continue an order created
+//! earlier (after a restart, a timeout, a persistent badNonce).
 //!
 //! An order publishes every challenge response in one call to the [`Solver`], tells the CA
 //! all of them are ready (so the CA validates them in parallel), polls the order until it is
-//! ready ([`poll`](AcmeIssuer::poll_order): a fast start, the interval capped at
-//! [`POLL_MAX_DELAY`], the CA's Retry-After honoured, one last poll at the deadline),
-//! finalizes with a CSR for a fresh key, polls until the certificate is issued, and downloads
-//! the chain — the alternate the issuer prefers when the CA offers one (§7.4.2) — and checks
-//! it before handing it back.
+//! ready ([`poll_order`](AcmeIssuer::poll_order): a fast start, the interval capped at
+//! [`POLL_MAX_DELAY`], the CA's Retry-After honoured, one last poll at the deadline), keeps a
+//! fresh key through the [`OrderObserver`] and finalizes with its CSR, polls until the
+//! certificate is issued, and downloads the chain — the alternate the issuer prefers when the
+//! CA offers one (§7.4.2) — and checks it before handing it back.
+//!
+//! A resumed order continues from its state at the CA: `pending` (answer the challenges
+//! again), `ready` (finalize), `processing` (poll), `valid` (download with the kept key).
+//! An `invalid` or vanished order, or a finalized one whose key was not kept, is replaced by
+//! a new order; orders given up while still alive at the CA are logged at warn level with
+//! their URL.
 
 use std::time::Duration;
 
-use certfleet_core::policy;
-use certfleet_core::{
-    ChallengeKind, DnsName, KeyKind, PendingChallenge, Secret, Solver, validate_token,
-};
+use certfleet_core::{ChallengeKind, PendingChallenge, Secret, Solver, policy, validate_token};
 use instant_acme::{
-    AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderState, OrderStatus,
+    AuthorizationStatus, CertificateIdentifier, ChallengeStatus, ChallengeType, Identifier,
+    NewOrder, Order, OrderState, OrderStatus,
 };
 use tokio::time::Instant;
 
 use crate::account::{AccountState, means_account_gone};
+use crate::ca::{OrderFailure, OrderObserver, OrderRequest};
 use crate::error::{AcmeError, Problem};
+use crate::http::with_hints;
 use crate::inspect::ParsedChain;
-use crate::issuer::{AcmeIssuer, Issued, OrderObserver};
-use crate::keys;
+use crate::issuer::{AcmeIssuer, BAD_NONCE_ORDER_RETRIES, Issued};
+use crate::{ari, keys};
 
 /// First wait before polling an order: short, so a fast CA is fast.
 pub const POLL_INITIAL_DELAY: Duration = Duration::from_millis(15);
@@ -32,28 +39,219 @@ pub const POLL_BACKOFF: f64 = 1.5;
 /// Longest wait between polls without a Retry-After from the CA.
 pub const POLL_MAX_DELAY: Duration = Duration::from_secs(2);
 
-/// What one order is for.
-pub(crate) struct OrderRequest<'a> {
-    pub certificate: &'a str,
-    pub names: &'a [DnsName],
-    pub key_kind: KeyKind,
+/// How far an order got, so that a retry continues it.
+#[derive(Default)]
+struct Progress {
+    order_url: Option<String>,
+    key_pem: Option<Secret>,
+    abandoned: Vec<String>,
+    replaced: bool,
+    invalid: bool,
+}
+
+impl Progress {
+    fn start_over(&mut self) {
+        self.order_url = None;
+        self.key_pem = None;
+        self.invalid = false;
+    }
+}
+
+/// Whether an order that failed with `error` is worth continuing later.
+fn keeps_order(error: &AcmeError) -> bool {
+    match error {
+        AcmeError::Transport(_)
+        | AcmeError::Timeout(_)
+        | AcmeError::NotYet { .. }
+        | AcmeError::Solver(_)
+        | AcmeError::Store(_)
+        | AcmeError::Unreachable { .. } => true,
+        AcmeError::Problem(p) => p.is_retryable() || p.status == Some(429),
+        _ => false,
+    }
 }
 
 impl AcmeIssuer {
-    /// One order from creation to checked chain.
-    pub(crate) async fn issue_once(
+    /// Order (or continue) a certificate; the [`crate::Acme::order`] of a real CA.
+    ///
+    /// A persistent badNonce continues the same order; when the CA no longer knows the
+    /// account, a new one is registered once and a new order placed (a second refusal is
+    /// reported); a refused `replaces` is dropped and the order placed again without it.
+    pub async fn run_order(
         &self,
-        state: &AccountState,
         request: &OrderRequest<'_>,
         solver: &dyn Solver,
         observer: &dyn OrderObserver,
+    ) -> Result<Issued, OrderFailure> {
+        let (result, hints) = with_hints(self.drive(request, solver, observer)).await;
+        result.map_err(|(error, mut progress)| {
+            let now = certfleet_core::time::now();
+            let retry_after = match &error {
+                AcmeError::NotYet { retry_at, .. } => Some(*retry_at),
+                _ => hints
+                    .retry_after
+                    .as_deref()
+                    .and_then(|v| policy::retry_after(v, now)),
+            };
+            let keep = keeps_order(&error);
+            if let (false, false, Some(url)) = (keep, progress.invalid, &progress.order_url) {
+                tracing::warn!(certificate = request.certificate, order = %url, error = %error, "abandoning the order");
+                progress.abandoned.push(url.clone());
+            }
+            OrderFailure {
+                retry_after,
+                order_url: progress.order_url.filter(|_| keep),
+                abandoned: progress.abandoned,
+                error,
+            }
+        })
+    }
+
+    async fn drive(
+        &self,
+        request: &OrderRequest<'_>,
+        solver: &dyn Solver,
+        observer: &dyn OrderObserver,
+    ) -> Result<Issued, (AcmeError, Progress)> {
+        let mut progress = Progress::default();
+        if let Some(resume) = request.resume {
+            progress.order_url = Some(resume.order_url.to_string());
+            progress.key_pem = resume.key_pem.cloned();
+        }
+        let mut state = match self.account().await {
+            Ok(state) => state,
+            Err(e) => return Err((e, progress)),
+        };
+        let replaces = match request.replaces {
+            Some(pem) => self.replaces_id(pem).await,
+            None => None,
+        };
+        let (mut nonce_retries, mut reregistered) = (0, false);
+        loop {
+            let attempt = self
+                .attempt(
+                    &state,
+                    request,
+                    replaces.as_ref(),
+                    solver,
+                    observer,
+                    &mut progress,
+                )
+                .await;
+            match attempt {
+                Ok(issued) => return Ok(issued),
+                Err(e) if e.is_bad_nonce() && nonce_retries < BAD_NONCE_ORDER_RETRIES => {
+                    nonce_retries += 1;
+                    tracing::debug!(
+                        certificate = request.certificate,
+                        order = ?progress.order_url,
+                        "badNonce persisted; continuing the same order"
+                    );
+                }
+                Err(AcmeError::AccountGone { problem, .. }) if !reregistered => {
+                    reregistered = true;
+                    state = match self.replace_forgotten_account(state.url(), &problem).await {
+                        Ok(state) => state,
+                        Err(e) => return Err((e, progress)),
+                    };
+                    // The old account's orders went with it.
+                    progress.start_over();
+                }
+                Err(e) => return Err((e, progress)),
+            }
+        }
+    }
+
+    /// The ARI identifier of the certificate being replaced, when the CA offers ARI.
+    async fn replaces_id(&self, leaf_pem: &str) -> Option<CertificateIdentifier<'static>> {
+        if !self.directory().await.ok()?.has_ari() {
+            return None;
+        }
+        match ari::certificate_id(leaf_pem) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::info!(error = %e, "no ARI identifier for the replaced certificate; ordering without `replaces`");
+                None
+            }
+        }
+    }
+
+    /// One pass over the order: continue or create it, then drive it to a checked chain.
+    async fn attempt(
+        &self,
+        state: &AccountState,
+        request: &OrderRequest<'_>,
+        replaces: Option<&CertificateIdentifier<'static>>,
+        solver: &dyn Solver,
+        observer: &dyn OrderObserver,
+        progress: &mut Progress,
     ) -> Result<Issued, AcmeError> {
-        let ids: Vec<Identifier> = request
-            .names
-            .iter()
-            .map(|n| Identifier::Dns(n.as_str().to_string()))
-            .collect();
-        let mut order = match state.account.new_order(&NewOrder::new(&ids)).await {
+        let mut order = match self.resume(state, request, progress).await? {
+            Some(order) => order,
+            None => {
+                self.create(state, request, replaces, observer, progress)
+                    .await?
+            }
+        };
+        let url = order.url().to_string();
+        let mut status = order.state().status;
+        if status == OrderStatus::Pending {
+            status = self
+                .authorize(state, &mut order, request, solver, progress)
+                .await?;
+        }
+        if status == OrderStatus::Ready {
+            self.finalize(&mut order, request, observer, progress)
+                .await?;
+        }
+        let cert_url = match order.state() {
+            done if done.status == OrderStatus::Valid && done.certificate.is_some() => {
+                done.certificate.clone()
+            }
+            _ => {
+                let done = self.poll_order(state, &url, OrderStatus::Valid).await?;
+                if done.status != OrderStatus::Valid {
+                    progress.invalid = true;
+                }
+                match done.error {
+                    Some(p) if done.status != OrderStatus::Valid => {
+                        return Err(AcmeError::Problem(p.into()));
+                    }
+                    _ => done.certificate,
+                }
+            }
+        };
+        let cert_url = cert_url.ok_or_else(|| {
+            AcmeError::BadResponse(format!("order {url} ended without a certificate URL"))
+        })?;
+        let key_pem = progress.key_pem.clone().ok_or_else(|| {
+            AcmeError::BadResponse(format!("order {url} is finalized but its key is unknown"))
+        })?;
+        let chain = self.download(state, &cert_url).await?;
+        let public_key = keys::public_key_of(key_pem.expose())?;
+        chain
+            .check_matches(request.names, &public_key)
+            .map_err(AcmeError::BadResponse)?;
+        Ok(Issued {
+            chain,
+            key_pem,
+            order_url: url,
+            replaced: progress.replaced,
+        })
+    }
+
+    /// The order to continue, if there is one worth continuing.
+    async fn resume(
+        &self,
+        state: &AccountState,
+        request: &OrderRequest<'_>,
+        progress: &mut Progress,
+    ) -> Result<Option<Order>, AcmeError> {
+        let Some(url) = progress.order_url.clone() else {
+            return Ok(None);
+        };
+        let certificate = request.certificate;
+        let mut order = match state.account.order(url.clone()).await {
             Ok(order) => order,
             Err(instant_acme::Error::Api(p)) => {
                 let problem = Problem::from(p);
@@ -63,63 +261,139 @@ impl AcmeIssuer {
                         problem,
                     });
                 }
-                return Err(AcmeError::Problem(problem));
+                tracing::info!(certificate, order = %url, %problem, "the CA no longer has the order; ordering anew");
+                progress.start_over();
+                return Ok(None);
             }
             Err(e) => return Err(e.into()),
         };
-        observer.order_created(order.url()).await;
-        let challenges = collect_challenges(&mut order, request.certificate, solver.kind()).await?;
-        solver.present(&challenges).await?;
-        let result = self
-            .complete(state, &mut order, request, solver.kind())
-            .await;
-        if let Err(e) = solver.cleanup(&challenges).await {
-            tracing::warn!(certificate = request.certificate, error = %e, "could not withdraw challenge responses");
+        let status = order.state().status;
+        match status {
+            OrderStatus::Invalid => {
+                tracing::info!(certificate, order = %url, "the order is invalid at the CA; ordering anew");
+                progress.start_over();
+                Ok(None)
+            }
+            OrderStatus::Processing | OrderStatus::Valid if progress.key_pem.is_none() => {
+                tracing::warn!(certificate, order = %url, "abandoning the order: it was finalized but its key was not kept");
+                progress.abandoned.push(url);
+                progress.start_over();
+                Ok(None)
+            }
+            _ => {
+                tracing::info!(certificate, order = %url, ?status, "continuing the order");
+                Ok(Some(order))
+            }
         }
-        result
     }
 
-    async fn complete(
+    /// A new order, with `replaces` and the profile; a refused `replaces` is dropped once.
+    async fn create(
+        &self,
+        state: &AccountState,
+        request: &OrderRequest<'_>,
+        replaces: Option<&CertificateIdentifier<'static>>,
+        observer: &dyn OrderObserver,
+        progress: &mut Progress,
+    ) -> Result<Order, AcmeError> {
+        let profile = self.profile_for(request).await?;
+        let ids: Vec<Identifier> = request
+            .names
+            .iter()
+            .map(|n| Identifier::Dns(n.as_str().to_string()))
+            .collect();
+        let mut replaces = replaces.cloned();
+        loop {
+            let mut new = NewOrder::new(&ids);
+            if let Some(profile) = profile.as_deref() {
+                new = new.profile(profile);
+            }
+            if let Some(id) = &replaces {
+                new = new.replaces(id.clone());
+            }
+            let problem = match state.account.new_order(&new).await {
+                Ok(order) => {
+                    progress.start_over();
+                    progress.replaced = replaces.is_some();
+                    progress.order_url = Some(order.url().to_string());
+                    observer.order_created(order.url()).await;
+                    return Ok(order);
+                }
+                Err(instant_acme::Error::Api(p)) => Problem::from(p),
+                Err(e) => return Err(e.into()),
+            };
+            if means_account_gone(&problem) {
+                return Err(AcmeError::AccountGone {
+                    account: state.url().to_string(),
+                    problem,
+                });
+            }
+            let replaces_refused =
+                matches!(problem.short_type(), Some("alreadyReplaced" | "malformed"));
+            if replaces.is_some() && replaces_refused {
+                tracing::info!(certificate = request.certificate, %problem, "the CA refused `replaces`; ordering without it");
+                replaces = None;
+                continue;
+            }
+            return Err(AcmeError::Problem(problem));
+        }
+    }
+
+    /// The profile to order with, checked against the CA's `meta.profiles`.
+    async fn profile_for(&self, request: &OrderRequest<'_>) -> Result<Option<String>, AcmeError> {
+        let Some(profile) = request.profile.or(self.config().default_profile.as_deref()) else {
+            return Ok(None);
+        };
+        let offered = self.directory().await?.profiles();
+        check_profile(profile, &offered, &self.config().directory_url)?;
+        Ok(Some(profile.to_string()))
+    }
+
+    /// Publish the responses, tell the CA, wait until the order is ready.
+    async fn authorize(
         &self,
         state: &AccountState,
         order: &mut Order,
         request: &OrderRequest<'_>,
-        kind: ChallengeKind,
-    ) -> Result<Issued, AcmeError> {
-        set_all_ready(order, kind).await?;
+        solver: &dyn Solver,
+        progress: &mut Progress,
+    ) -> Result<OrderStatus, AcmeError> {
+        let kind = solver.kind();
         let url = order.url().to_string();
-        let ready = self.poll_order(state, &url, OrderStatus::Ready).await?;
+        let challenges = collect_challenges(order, request.certificate, kind).await?;
+        solver.present(&challenges).await?;
+        let result = match set_all_ready(order, kind).await {
+            Ok(()) => self.poll_order(state, &url, OrderStatus::Ready).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = solver.cleanup(&challenges).await {
+            tracing::warn!(certificate = request.certificate, error = %e, "could not withdraw challenge responses");
+        }
+        let ready = result?;
         if ready.status == OrderStatus::Invalid {
+            progress.invalid = true;
             return Err(validation_error(order, ready.error.map(Problem::from)).await);
         }
+        Ok(ready.status)
+    }
+
+    /// A fresh key, kept through the observer before its CSR finalizes the order.
+    async fn finalize(
+        &self,
+        order: &mut Order,
+        request: &OrderRequest<'_>,
+        observer: &dyn OrderObserver,
+        progress: &mut Progress,
+    ) -> Result<(), AcmeError> {
         let key_kind = request.key_kind;
         let key = tokio::task::spawn_blocking(move || keys::generate(key_kind))
             .await
             .map_err(|e| AcmeError::Key(format!("key generation task: {e}")))??;
+        observer.key_generated(order.url(), &key.pem).await?;
+        progress.key_pem = Some(key.pem.clone());
         let csr = keys::csr(request.names, &key.pair)?;
         order.finalize_csr(&csr).await?;
-        let valid = self.poll_order(state, &url, OrderStatus::Valid).await?;
-        let Some(cert_url) = valid
-            .certificate
-            .filter(|_| valid.status == OrderStatus::Valid)
-        else {
-            return Err(match valid.error {
-                Some(p) => AcmeError::Problem(p.into()),
-                None => AcmeError::BadResponse(format!(
-                    "order {url} ended {:?} without a certificate",
-                    valid.status
-                )),
-            });
-        };
-        let chain = self.download(state, &cert_url).await?;
-        chain
-            .check_matches(request.names, key.pair.public_key_raw())
-            .map_err(AcmeError::BadResponse)?;
-        Ok(Issued {
-            chain,
-            key_pem: key.pem,
-            order_url: url,
-        })
+        Ok(())
     }
 
     /// Poll the order at `url` until it reaches `target` (or a later state, or `invalid`).
@@ -141,33 +415,31 @@ impl AcmeIssuer {
         let mut delay = POLL_INITIAL_DELAY;
         let mut wait = delay;
         loop {
-            let now = Instant::now();
-            tokio::time::sleep_until((now + wait).min(deadline)).await;
+            tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
             let response = raw.post_as_get(&state.key, url).await?;
+            let now = certfleet_core::time::now();
             let hint = response
                 .retry_after()
-                .and_then(|v| policy::retry_after(v, certfleet_core::time::now()));
+                .and_then(|v| policy::retry_after(v, now));
             let order: OrderState = response.check()?.json()?;
             if reached(order.status, target) {
                 return Ok(order);
             }
             if Instant::now() >= deadline {
                 return Err(AcmeError::Timeout(format!(
-                    "order {url} is still {:?} after {} s; it is left at the CA to resume",
-                    order.status,
+                    "order {url} is still {} after {} s; it is left at the CA to resume",
+                    status_name(order.status),
                     timeout.as_secs()
                 )));
             }
             delay = delay.mul_f64(POLL_BACKOFF).min(POLL_MAX_DELAY);
             wait = delay;
             if let Some(at) = hint {
-                let hinted = Duration::from_secs(
-                    u64::try_from(at - certfleet_core::time::now()).unwrap_or(0),
-                );
+                let hinted = Duration::from_secs(u64::try_from(at - now).unwrap_or(0));
                 if Instant::now() + hinted > deadline {
                     return Err(AcmeError::NotYet {
                         order_url: url.to_string(),
-                        status: format!("{:?}", order.status).to_lowercase(),
+                        status: status_name(order.status).to_string(),
                         retry_at: at,
                     });
                 }
@@ -206,6 +478,32 @@ impl AcmeIssuer {
             "the CA offers no chain to the preferred root; keeping the default chain"
         );
         Ok(chain)
+    }
+}
+
+/// Refuse a profile the CA does not offer, naming the ones it does.
+pub fn check_profile(profile: &str, offered: &[String], directory: &str) -> Result<(), AcmeError> {
+    if offered.iter().any(|p| p == profile) {
+        return Ok(());
+    }
+    if offered.is_empty() {
+        return Err(AcmeError::Config(format!(
+            "profile {profile:?}: the CA at {directory} offers no ACME profiles"
+        )));
+    }
+    Err(AcmeError::Config(format!(
+        "profile {profile:?} is not offered by the CA at {directory}; it offers: {}",
+        offered.join(", ")
+    )))
+}
+
+fn status_name(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Pending => "pending",
+        OrderStatus::Ready => "ready",
+        OrderStatus::Processing => "processing",
+        OrderStatus::Valid => "valid",
+        OrderStatus::Invalid => "invalid",
     }
 }
 
@@ -275,7 +573,9 @@ async fn collect_challenges(
     Ok(out)
 }
 
-/// Tell the CA every pending challenge of `kind` is ready (the authorizations are cached by now).
+/// Tell the CA every pending challenge of `kind` is ready (the authorizations are cached by
+/// now). A challenge the CA is already validating (an order resumed after a restart) is left
+/// alone.
 async fn set_all_ready(order: &mut Order, kind: ChallengeKind) -> Result<(), AcmeError> {
     let mut authzs = order.authorizations();
     while let Some(authz) = authzs.next().await {
@@ -284,7 +584,9 @@ async fn set_all_ready(order: &mut Order, kind: ChallengeKind) -> Result<(), Acm
             continue;
         }
         if let Some(mut challenge) = authz.challenge(challenge_type(kind)) {
-            challenge.set_ready().await?;
+            if challenge.status == ChallengeStatus::Pending {
+                challenge.set_ready().await?;
+            }
         }
     }
     Ok(())
@@ -310,5 +612,48 @@ async fn validation_error(order: &mut Order, reported: Option<Problem>) -> AcmeE
     match order_problem.or(reported) {
         Some(p) => AcmeError::Problem(p),
         None => AcmeError::BadResponse("the order became invalid without a reason".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_are_checked_against_the_directory() {
+        let offered = ["default".to_string(), "shortlived".to_string()];
+        assert!(check_profile("shortlived", &offered, "https://ca/dir").is_ok());
+        let e = check_profile("tlsserver", &offered, "https://ca/dir").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "issuer configuration: profile \"tlsserver\" is not offered by the CA at https://ca/dir; it offers: default, shortlived"
+        );
+        let e = check_profile("x", &[], "https://ca/dir").unwrap_err();
+        assert!(e.to_string().contains("offers no ACME profiles"), "{e}");
+    }
+
+    #[test]
+    fn which_failures_keep_the_order() {
+        assert!(keeps_order(&AcmeError::Transport("reset".into())));
+        assert!(keeps_order(&AcmeError::Timeout("slow".into())));
+        let problem = |t: &str, status| Problem {
+            kind: Some(format!("urn:ietf:params:acme:error:{t}")),
+            detail: None,
+            status: Some(status),
+            subproblems: Vec::new(),
+        };
+        assert!(keeps_order(&AcmeError::Problem(problem(
+            "rateLimited",
+            429
+        ))));
+        assert!(keeps_order(&AcmeError::Problem(problem(
+            "serverInternal",
+            500
+        ))));
+        assert!(!keeps_order(&AcmeError::Problem(problem(
+            "rejectedIdentifier",
+            400
+        ))));
+        assert!(!keeps_order(&AcmeError::BadResponse("mismatch".into())));
     }
 }

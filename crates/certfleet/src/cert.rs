@@ -54,6 +54,15 @@ pub enum CertCommand {
         /// Key kind for every version.
         #[arg(long, value_name = "KIND", value_parser = ["ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096"])]
         key: Option<String>,
+        /// When to renew: a duration before expiry (7d, 12h, 90m) or the share of the lifetime
+        /// left (30%) [default: the CA's ARI window, else when a third of the lifetime is left,
+        /// a half for lifetimes under 10 days].
+        #[arg(long, value_name = "DURATION|PERCENT", allow_hyphen_values = true)]
+        renew_before: Option<String>,
+        /// ACME profile to order with, as the CA names it (shortlived, tlsserver); checked
+        /// against the CA's directory [default: the issuer's].
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
         /// Wait until the certificate is issued or issuance failed.
         #[arg(long)]
         wait: bool,
@@ -82,9 +91,17 @@ pub enum CertCommand {
         conn: Connection,
     },
     /// Issue a new version now.
+    #[command(
+        after_help = "When the CA answered an earlier request with Retry-After (say, a rate limit), \
+renew refuses until that time has passed, as the scheduler does; --force sends the order anyway."
+    )]
     Renew {
         /// Certificate name.
         name: String,
+        /// Send the order even though the CA asked (Retry-After) to wait; the CA may refuse
+        /// it again and a new Retry-After is then stored.
+        #[arg(long)]
+        force: bool,
         /// Wait until the new version is issued or issuance failed.
         #[arg(long)]
         wait: bool,
@@ -121,6 +138,8 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
             domains,
             issuer,
             key,
+            renew_before,
+            profile,
             wait,
             timeout,
             conn,
@@ -132,6 +151,8 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
                 issuer,
                 key,
                 challenge: None,
+                profile,
+                renew_before,
             };
             let view: CertificateView = api.post("/api/v1/certificates", Some(&body)).await?;
             eprintln!(
@@ -164,14 +185,16 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf) -> Result<(), CliError> {
         }
         CertCommand::Renew {
             name,
+            force,
             wait,
             timeout,
             conn,
         } => {
             let api = connect(conn)?;
             let before: CertificateView = api.get(&cert_path(&name)).await?;
+            let force = if force { "?force=true" } else { "" };
             let _: CertificateView = api
-                .post(&format!("{}/renew", cert_path(&name)), None::<&()>)
+                .post(&format!("{}/renew{force}", cert_path(&name)), None::<&()>)
                 .await?;
             eprintln!("{name}: renewal started");
             if wait {
@@ -280,6 +303,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
         "DAYS LEFT",
         "AUTO-RENEW",
         "STATUS",
+        "NEXT",
         "LAST ERROR",
     ];
     let rows: Vec<Vec<String>> = certs
@@ -298,11 +322,24 @@ pub fn list_table(certs: &[CertificateView]) -> String {
                     .unwrap_or_else(|| "-".into()),
                 if c.auto_renew { "yes" } else { "no" }.into(),
                 c.status.clone(),
+                next_column(c),
                 c.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     table::render(&header, &rows)
+}
+
+/// When certfleet looks at a certificate next, for the NEXT column.
+fn next_column(c: &CertificateView) -> String {
+    if c.in_progress {
+        return "now".into();
+    }
+    match (&c.next_attempt, &c.retry_after) {
+        (_, Some(ra)) => format!("{} (CA asked)", short_time(ra)),
+        (Some(next), None) => short_time(next),
+        (None, None) => "-".into(),
+    }
 }
 
 fn show_text(d: &CertificateDetail) -> String {
@@ -323,6 +360,49 @@ fn show_text(d: &CertificateDetail) -> String {
     );
     if let Some(e) = &c.last_error {
         out.push_str(&format!("Last error:  {e}\n"));
+    }
+    let optional = [
+        (
+            "Failures:",
+            (c.failure_streak > 0).then(|| format!("{} in a row", c.failure_streak)),
+        ),
+        (
+            "Next:",
+            c.in_progress
+                .then(|| "now (an attempt is running)".to_string())
+                .or_else(|| c.next_attempt.clone()),
+        ),
+        (
+            "Not before:",
+            c.retry_after
+                .clone()
+                .map(|t| format!("{t} (the CA's Retry-After)")),
+        ),
+        ("Profile:", c.profile.clone()),
+        (
+            "Renew:",
+            c.renew_before
+                .as_deref()
+                .map(|r| match r.strip_suffix('%') {
+                    Some(p) => format!("when {p}% of the lifetime is left"),
+                    None => format!("{r} before expiry"),
+                }),
+        ),
+        (
+            "ARI window:",
+            c.ari_window
+                .as_ref()
+                .map(|w| format!("{} .. {}", w.start, w.end)),
+        ),
+        (
+            "Order:",
+            c.order_url.clone().map(|u| format!("{u} (in flight)")),
+        ),
+    ];
+    for (label, value) in optional {
+        if let Some(value) = value {
+            out.push_str(&format!("{label:<12} {value}\n"));
+        }
     }
     for v in &d.versions {
         out.push_str(&format!(

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::challenge::ChallengeKind;
 use crate::name::DnsName;
+use crate::policy::{AriWindow, RenewBefore};
 use crate::secret::Secret;
 use crate::time::UnixTime;
 
@@ -211,6 +212,10 @@ pub struct NewCertificate {
     pub challenge: ChallengeKind,
     /// `acme` or `manual`.
     pub source: Source,
+    /// ACME profile to order with (`shortlived`, `tlsserver`); `None`: the issuer's default.
+    pub profile: Option<String>,
+    /// When to renew instead of the lifetime rule.
+    pub renew_before: Option<RenewBefore>,
 }
 
 /// A managed certificate (DESIGN.md §3).
@@ -248,12 +253,36 @@ pub struct Certificate {
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
+    /// ACME profile to order with; `None`: the issuer's default.
+    pub profile: Option<String>,
+    /// When to renew instead of the lifetime rule.
+    pub renew_before: Option<RenewBefore>,
+    /// The CA asked (Retry-After) not to be sent a request for this certificate before then.
+    pub retry_after: Option<UnixTime>,
+    /// notBefore of the current version.
+    pub not_before: Option<UnixTime>,
+    /// The CA's ARI window for the current version (RFC 9773), when it offered one.
+    pub ari_window: Option<AriWindow>,
+    /// When to ask the CA for the ARI window again.
+    pub ari_fetch_at: Option<UnixTime>,
+    /// Who is working on it (a scheduler or API request of one server process).
+    pub claim_owner: Option<String>,
+    /// Until when the claim holds; past it, another owner may take the certificate over.
+    pub claim_until: Option<UnixTime>,
 }
 
 impl Certificate {
     /// Whether certfleet can renew this certificate without a person.
     pub fn auto_renewable(&self) -> bool {
         self.source == Source::Acme
+    }
+
+    /// The current version's validity, once there is one.
+    pub fn lifetime(&self) -> Option<crate::policy::Lifetime> {
+        Some(crate::policy::Lifetime {
+            not_before: self.not_before?,
+            not_after: self.not_after?,
+        })
     }
 }
 
@@ -344,6 +373,12 @@ pub enum EventKind {
     /// The CA no longer knew the stored account (`accountDoesNotExist`); a new one was
     /// registered with the same settings.
     AccountReregistered,
+    /// The CA is still working on an order; it is left there and resumed later.
+    OrderPending,
+    /// An order in flight was given up (its URL is in the message).
+    OrderAbandoned,
+    /// A renewal setting could not be applied (say, `renew_before` longer than the lifetime).
+    PolicyWarning,
 }
 
 impl EventKind {
@@ -358,6 +393,9 @@ impl EventKind {
             EventKind::AccountCreated => "account_created",
             EventKind::AccountUpdated => "account_updated",
             EventKind::AccountReregistered => "account_reregistered",
+            EventKind::OrderPending => "order_pending",
+            EventKind::OrderAbandoned => "order_abandoned",
+            EventKind::PolicyWarning => "policy_warning",
         }
     }
 }
@@ -374,6 +412,9 @@ impl FromStr for EventKind {
             EventKind::AccountCreated,
             EventKind::AccountUpdated,
             EventKind::AccountReregistered,
+            EventKind::OrderPending,
+            EventKind::OrderAbandoned,
+            EventKind::PolicyWarning,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

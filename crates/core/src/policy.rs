@@ -21,6 +21,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 use crate::time::{DAY, UnixTime};
 
 /// Lifetimes shorter than this renew at half their lifetime instead of at two thirds.
@@ -49,7 +51,9 @@ pub const BACKOFF_FLOOR: i64 = 10;
 pub const MIN_ATTEMPTS_BEFORE_EXPIRY: i64 = 3;
 
 /// `renew_before`: how long before expiry to renew, as a duration or a share of the lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Written and serialized as text: `7d`, `12h`, `30%`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum RenewBefore {
     /// Seconds before `not_after` (`7d`, `12h`, `90m`, `3600s`).
     Duration(i64),
@@ -109,6 +113,19 @@ impl FromStr for RenewBefore {
             return Err(RenewBeforeError::Zero(text.into()));
         }
         Ok(RenewBefore::Duration(secs))
+    }
+}
+
+impl TryFrom<String> for RenewBefore {
+    type Error = RenewBeforeError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<RenewBefore> for String {
+    fn from(value: RenewBefore) -> Self {
+        value.to_string()
     }
 }
 
@@ -179,7 +196,7 @@ impl Lifetime {
 }
 
 /// A suggested renewal window from the CA (RFC 9773 §4.2), Unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AriWindow {
     /// Start of the window.
     pub start: UnixTime,

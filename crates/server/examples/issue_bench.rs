@@ -23,7 +23,8 @@ use async_trait::async_trait;
 use axum::serve::ListenerExt;
 use certfleet_acme::{AcmeIssuer, IssuerConfig, OrderObserver};
 use certfleet_core::{
-    CertName, ChallengeKind, DnsName, KeyKind, NewCertificate, Solver, Source, Store,
+    CertName, ChallengeKind, DnsName, KeyKind, NewCertificate, Secret, Solver, Source, Store,
+    StoreError,
 };
 use certfleet_solvers::Http01Solver;
 use certfleet_store::{Sealer, SqliteStore};
@@ -46,6 +47,10 @@ struct NoObserver;
 #[async_trait]
 impl OrderObserver for NoObserver {
     async fn order_created(&self, _url: &str) {}
+
+    async fn key_generated(&self, _url: &str, _key: &Secret) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One Pebble with its responder and an issuer whose account is ready.
@@ -94,6 +99,7 @@ impl Env {
                 request_timeout: REQUEST_TIMEOUT,
                 order_timeout: Duration::from_secs(120),
                 preferred_chain: None,
+                default_profile: None,
             },
             store.clone(),
         )
@@ -147,6 +153,8 @@ async fn declare(store: &Arc<dyn Store>, name: &str, domains: &[DnsName]) {
         key_kind: KeyKind::EcdsaP256,
         challenge: ChallengeKind::Http01,
         source: Source::Acme,
+        profile: None,
+        renew_before: None,
     };
     store
         .create_certificate(&new)

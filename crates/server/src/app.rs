@@ -7,21 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use certfleet_acme::Acme;
 use certfleet_acme::issuer::Eab;
 use certfleet_acme::{AcmeIssuer, IssuerConfig};
-use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventKind, NewCertificate, Secret, Solver, Source, Store,
-};
+use certfleet_core::time::Clock;
+use certfleet_core::{ChallengeKind, EventKind, NewCertificate, Secret, Solver, Source, Store};
 use certfleet_solvers::Http01Solver;
 use certfleet_store::{Sealer, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::TokioClock;
 use crate::config::{IssuerSettings, Settings};
 use crate::datadir::{DataDir, ServerInfo};
 use crate::issuance::Issuance;
-use crate::{ServerError, api};
+use crate::{ServerError, api, scheduler};
 
 /// How often expired HTTP-01 responses are purged from the store.
 pub const CHALLENGE_PURGE_INTERVAL: Duration = Duration::from_secs(600);
@@ -103,11 +104,18 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         ChallengeKind::Http01,
         Arc::new(Http01Solver::new(store.clone(), token_ttl)),
     );
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
+    let acmes: BTreeMap<String, Arc<dyn Acme>> = issuers
+        .iter()
+        .map(|(name, issuer)| (name.clone(), issuer.clone() as Arc<dyn Acme>))
+        .collect();
     let issuance = Arc::new(Issuance::new(
         store.clone(),
-        issuers.clone(),
+        acmes,
         solvers,
         settings.max_concurrent_orders,
+        clock.clone(),
+        claim_owner(),
     ));
     let app = Arc::new(App {
         store: store.clone(),
@@ -131,10 +139,18 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
 
     check_issuers(&app).await;
     declare_configured(&app, &settings).await?;
-    resume_unsettled(&app).await?;
+    // One server per data directory: claims left by an earlier run died with it.
+    let released = store.release_all_claims(clock.now()).await?;
+    if released > 0 {
+        tracing::info!(
+            count = released,
+            "resuming certificates an earlier run was working on"
+        );
+    }
 
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
+        scheduler::spawn(app.issuance.clone(), stopped.clone()),
         serve(api_listener, api::router(app.clone()), stopped.clone()),
         serve(
             http01_listener,
@@ -193,6 +209,7 @@ fn build_issuers(
             request_timeout: Duration::from_secs(s.request_timeout_secs),
             order_timeout: Duration::from_secs(s.order_timeout_secs),
             preferred_chain: s.preferred_chain.clone(),
+            default_profile: s.profile.clone(),
         };
         let issuer = AcmeIssuer::new(config, store.clone())
             .map_err(|e| ServerError::Startup(format!("issuers.{name}: {e}")))?;
@@ -246,6 +263,9 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             }
             continue;
         }
+        if let Some(profile) = &c.profile {
+            check_profile_at_start(app, &c.issuer, profile, c.name.as_str()).await?;
+        }
         let new = NewCertificate {
             name: c.name.clone(),
             domains: c.domains.clone(),
@@ -253,6 +273,8 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             key_kind: c.key,
             challenge: c.challenge,
             source: Source::Acme,
+            profile: c.profile.clone(),
+            renew_before: c.renew_before,
         };
         app.store.create_certificate(&new).await?;
         app.store
@@ -266,18 +288,35 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
     Ok(())
 }
 
-/// Start orders for certificates that never got one or whose order a stop interrupted.
-async fn resume_unsettled(app: &Arc<App>) -> Result<(), ServerError> {
-    for cert in app.store.certificates().await? {
-        let unsettled = matches!(
-            cert.status,
-            CertificateStatus::Pending | CertificateStatus::Issuing
-        );
-        if unsettled && cert.auto_renewable() {
-            app.issuance.start(cert.name.as_str()).await?;
+/// A name for this process in claims: host, PID and a random part.
+fn claim_owner() -> String {
+    let mut random = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut random);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}/{}/{suffix}", host.trim(), std::process::id())
+}
+
+/// Refuse a declared profile the issuer's CA does not offer (when the CA can be asked).
+async fn check_profile_at_start(
+    app: &Arc<App>,
+    issuer: &str,
+    profile: &str,
+    certificate: &str,
+) -> Result<(), ServerError> {
+    let Some(acme) = app.issuers.get(issuer) else {
+        return Ok(());
+    };
+    match crate::validate::check_profile(acme.as_ref(), profile).await {
+        Ok(()) => Ok(()),
+        Err(crate::validate::ProfileCheck::Refused(message)) => Err(ServerError::Startup(format!(
+            "certificate {certificate:?}: {message}"
+        ))),
+        Err(crate::validate::ProfileCheck::Unreachable(e)) => {
+            tracing::warn!(certificate, profile, error = %e, "cannot check the profile with the CA now; it is checked again when ordering");
+            Ok(())
         }
     }
-    Ok(())
 }
 
 async fn purge_challenges(store: Arc<dyn Store>, mut stopped: watch::Receiver<bool>) {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use certfleet_core::policy::RenewBefore;
 use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind};
 
 pub use crate::validate::{CertificateRequest, validate_certificate};
@@ -102,6 +103,8 @@ pub struct IssuerSection {
     pub order_timeout_secs: Option<u64>,
     /// Issuer common name of the top certificate of the preferred chain (RFC 8555 §7.4.2).
     pub preferred_chain: Option<String>,
+    /// ACME profile for certificates that name none (checked against `meta.profiles`).
+    pub profile: Option<String>,
 }
 
 /// `eab = { key_id = "...", hmac_key = "..." }`
@@ -140,6 +143,10 @@ pub struct CertificateSection {
     pub key: Option<String>,
     /// Challenge type.
     pub challenge: Option<String>,
+    /// ACME profile.
+    pub profile: Option<String>,
+    /// When to renew: a duration before expiry (`7d`) or a share of the lifetime (`30%`).
+    pub renew_before: Option<String>,
 }
 
 /// Flags of `certfleet server` that override or replace the file.
@@ -182,6 +189,8 @@ pub struct IssuerSettings {
     pub order_timeout_secs: u64,
     /// Preferred chain (issuer CN of the top certificate).
     pub preferred_chain: Option<String>,
+    /// Default ACME profile.
+    pub profile: Option<String>,
 }
 
 /// A validated certificate declaration.
@@ -197,6 +206,10 @@ pub struct CertificateSettings {
     pub key: KeyKind,
     /// Challenge.
     pub challenge: ChallengeKind,
+    /// ACME profile.
+    pub profile: Option<String>,
+    /// When to renew instead of the lifetime rule.
+    pub renew_before: Option<RenewBefore>,
 }
 
 /// Everything the server needs, validated.
@@ -319,6 +332,7 @@ fn resolve_issuers(
                 request_timeout_secs: None,
                 order_timeout_secs: None,
                 preferred_chain: None,
+                profile: None,
             });
         if let Some(dir) = &flags.directory {
             entry.directory = dir.clone();
@@ -380,6 +394,9 @@ fn resolve_issuer(name: &str, s: IssuerSection) -> Result<IssuerSettings, Config
             ),
         ));
     }
+    if let Some(profile) = &s.profile {
+        crate::validate::check_profile_name(profile).map_err(|m| err(field("profile"), m))?;
+    }
     let timeout = |f: &str, v: Option<u64>, default: u64| match v {
         Some(0) => Err(err(field(f), "must be at least 1 second")),
         Some(v) => Ok(v),
@@ -402,6 +419,7 @@ fn resolve_issuer(name: &str, s: IssuerSection) -> Result<IssuerSettings, Config
         ca_roots: s.ca_roots,
         eab: s.eab,
         preferred_chain: s.preferred_chain,
+        profile: s.profile,
     })
 }
 
@@ -490,6 +508,8 @@ fn resolve_certificate(
         issuer: c.issuer.as_deref(),
         key: c.key.as_deref(),
         challenge: c.challenge.as_deref(),
+        profile: c.profile.as_deref(),
+        renew_before: c.renew_before.as_deref(),
     };
     validate_certificate(&format!("certificates[{i}]."), &req, issuers)
 }
@@ -561,6 +581,10 @@ mod tests {
             (
                 "[issuers.le]\ndirectory = \"https://x/d\"\npreferred_chain = \" \"",
                 "issuers.le.preferred_chain",
+            ),
+            (
+                "[issuers.le]\ndirectory = \"https://x/d\"\nprofile = \"short lived\"",
+                "issuers.le.profile",
             ),
         ];
         for (text, field) in cases {

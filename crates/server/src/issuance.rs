@@ -1,29 +1,61 @@
-//! [`Issuance`]: runs orders in the background, at most `max_concurrent_orders` at once and
-//! never two for the same certificate.
+//! [`Issuance`]: runs renewal attempts in the background, at most `max_concurrent_orders` at
+//! once, each on a certificate claimed through the [`Store`].
 //!
-//! A request marks the certificate `issuing` before it returns, so a client that polls sees
-//! either `issuing` or the outcome (`valid` / `failed` with `last_error`). The renewal
-//! scheduler of a later issue calls [`Issuance::start`] the same way the API does.
+//! Work on a certificate starts with a claim (owner + expiry, `Store::claim` for a person's
+//! request, `Store::claim_due` from the [scheduler](crate::scheduler)), so one certificate
+//! never has two attempts even across replicas sharing a store. The claim is extended while
+//! the attempt runs and released with the certificate's next due time when it ends; what
+//! happens in between is the [renewal engine](crate::renewal).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use certfleet_acme::{AcmeIssuer, OrderObserver};
-use certfleet_core::{
-    CertificateStatus, ChallengeKind, EventKind, NewVersion, Solver, Store, StoreError,
-};
-use tokio::sync::Semaphore;
+use certfleet_acme::Acme;
+use certfleet_core::time::{Clock, UnixTime};
+use certfleet_core::{Certificate, ChallengeKind, Solver, Store, StoreError};
+use tokio::sync::{Notify, Semaphore};
 
-use crate::views::rfc3339;
+/// How long a claim lasts before another owner may take the certificate over; extended every
+/// third of it while the attempt runs.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 
-/// Background issuance.
+/// Why an attempt runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The scheduler found the certificate due (it may turn out not to need an order yet).
+    Scheduled,
+    /// A person asked (`cert add`, `cert renew`): order now. Without `force` a stored
+    /// Retry-After of the CA is respected.
+    Requested {
+        /// Send the order even before the CA's Retry-After.
+        force: bool,
+    },
+}
+
+/// What [`Issuance::start`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// An attempt is queued or running.
+    Started,
+    /// An attempt for the certificate is already queued or running (here or elsewhere).
+    Busy,
+    /// The CA asked not to be contacted about the certificate before this time.
+    NotBefore(UnixTime),
+}
+
+/// Background renewal attempts.
 pub struct Issuance {
-    store: Arc<dyn Store>,
-    issuers: BTreeMap<String, Arc<AcmeIssuer>>,
-    solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) issuers: BTreeMap<String, Arc<dyn Acme>>,
+    pub(crate) solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
+    pub(crate) clock: Arc<dyn Clock>,
     limit: Arc<Semaphore>,
+    queued: AtomicUsize,
     in_flight: Mutex<HashSet<String>>,
+    owner: String,
+    wake: Notify,
 }
 
 /// Removes a certificate from the in-flight set however its task ends.
@@ -40,169 +72,145 @@ impl Drop for InFlight<'_> {
     }
 }
 
-struct RecordOrder<'a> {
-    store: &'a dyn Store,
-    name: &'a str,
-}
-
-#[async_trait]
-impl OrderObserver for RecordOrder<'_> {
-    async fn order_created(&self, url: &str) {
-        if let Err(e) = self.store.set_order_url(self.name, Some(url)).await {
-            tracing::warn!(certificate = self.name, error = %e, "could not record the order URL");
-        }
-    }
-}
-
 impl Issuance {
-    /// Set up issuance over these issuers and solvers.
+    /// Set up issuance over these issuers and solvers; `owner` names this process in claims.
     pub fn new(
         store: Arc<dyn Store>,
-        issuers: BTreeMap<String, Arc<AcmeIssuer>>,
+        issuers: BTreeMap<String, Arc<dyn Acme>>,
         solvers: HashMap<ChallengeKind, Arc<dyn Solver>>,
         max_concurrent: usize,
+        clock: Arc<dyn Clock>,
+        owner: String,
     ) -> Self {
         Self {
             store,
             issuers,
             solvers,
+            clock,
             limit: Arc::new(Semaphore::new(max_concurrent)),
+            queued: AtomicUsize::new(0),
             in_flight: Mutex::new(HashSet::new()),
+            owner,
+            wake: Notify::new(),
         }
     }
 
-    /// Whether an order for `name` is queued or running.
+    /// The claim owner of this process.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Whether an attempt for `name` is queued or running in this process.
     pub fn is_in_flight(&self, name: &str) -> bool {
         self.in_flight.lock().is_ok_and(|s| s.contains(name))
     }
 
-    /// Queue a new version of `name`; `false` if one is already queued or running.
-    pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, StoreError> {
+    /// How many more attempts could start right now (free permits not promised to attempts
+    /// already waiting for one).
+    pub fn free_slots(&self) -> usize {
+        self.limit
+            .available_permits()
+            .saturating_sub(self.queued.load(Ordering::SeqCst))
+    }
+
+    /// Wait until something changed that the scheduler should look at (an attempt ended, a
+    /// certificate was declared).
+    pub async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Tell the scheduler to look again.
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Claim `name` and start an attempt now (a person asked).
+    pub async fn start(
+        self: &Arc<Self>,
+        name: &str,
+        trigger: Trigger,
+    ) -> Result<Started, StoreError> {
+        if self.is_in_flight(name) {
+            return Ok(Started::Busy);
+        }
+        let now = self.clock.now();
+        let current = self
+            .store
+            .certificate(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("certificate {name:?}")))?;
+        if let (Trigger::Requested { force: false }, Some(at)) = (trigger, current.retry_after)
+            && at > now
+        {
+            return Ok(Started::NotBefore(at));
+        }
+        let until = now + CLAIM_LEASE.as_secs() as i64;
+        let Some(cert) = self.store.claim(name, &self.owner, now, until).await? else {
+            return Ok(Started::Busy);
+        };
+        if !self.spawn(cert, trigger) {
+            return Ok(Started::Busy);
+        }
+        Ok(Started::Started)
+    }
+
+    /// Start an attempt on a certificate this process already claimed (the scheduler's).
+    /// False if one is already running here.
+    pub fn spawn(self: &Arc<Self>, cert: Certificate, trigger: Trigger) -> bool {
+        let name = cert.name.to_string();
         {
             let mut set = self.in_flight.lock().expect("in-flight set poisoned");
-            if !set.insert(name.to_string()) {
-                return Ok(false);
+            if !set.insert(name.clone()) {
+                return false;
             }
         }
-        if let Err(e) = self
-            .store
-            .set_status(name, CertificateStatus::Issuing, None)
-            .await
-        {
-            self.in_flight
-                .lock()
-                .expect("in-flight set poisoned")
-                .remove(name);
-            return Err(e);
-        }
+        self.queued.fetch_add(1, Ordering::SeqCst);
         let this = Arc::clone(self);
-        let name = name.to_string();
         tokio::spawn(async move {
             let _guard = InFlight {
                 set: &this.in_flight,
                 name: name.clone(),
             };
-            let Ok(_permit) = this.limit.acquire().await else {
+            let permit = this.limit.clone().acquire_owned().await;
+            this.queued.fetch_sub(1, Ordering::SeqCst);
+            let Ok(_permit) = permit else {
                 return;
             };
-            this.run(&name).await;
+            let next_due = this.attempt_with_heartbeat(&cert, trigger).await;
+            match this.store.release_claim(&name, &this.owner, next_due).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(certificate = %name, "the claim was lost during the attempt")
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = %name, error = %e, "could not release the claim")
+                }
+            }
+            drop(_guard);
+            this.poke();
         });
-        Ok(true)
+        true
     }
 
-    async fn run(&self, name: &str) {
-        match self.issue(name).await {
-            Ok(()) => {}
-            Err(IssueFailure::Gone) => {
-                tracing::info!(
-                    certificate = name,
-                    "certificate removed while issuing; result dropped"
-                );
+    /// Run the attempt while extending the claim every third of [`CLAIM_LEASE`].
+    async fn attempt_with_heartbeat(
+        &self,
+        cert: &Certificate,
+        trigger: Trigger,
+    ) -> Option<UnixTime> {
+        let attempt = crate::renewal::attempt(self, cert, trigger);
+        tokio::pin!(attempt);
+        let period = CLAIM_LEASE / 3;
+        loop {
+            tokio::select! {
+                next_due = &mut attempt => return next_due,
+                _ = tokio::time::sleep(period) => {
+                    let until = self.clock.now() + CLAIM_LEASE.as_secs() as i64;
+                    if let Err(e) = self.store.extend_claim(cert.name.as_str(), &self.owner, until).await {
+                        tracing::warn!(certificate = %cert.name, error = %e, "could not extend the claim");
+                    }
+                }
             }
-            Err(IssueFailure::Failed(message)) => {
-                tracing::warn!(certificate = name, error = %message, "issuance failed");
-                let _ = self
-                    .store
-                    .set_status(name, CertificateStatus::Failed, Some(&message))
-                    .await;
-                let _ = self
-                    .store
-                    .append_event(Some(name), EventKind::Failed, &message)
-                    .await;
-            }
-        }
-    }
-
-    async fn issue(&self, name: &str) -> Result<(), IssueFailure> {
-        let cert = self
-            .store
-            .certificate(name)
-            .await?
-            .ok_or(IssueFailure::Gone)?;
-        let issuer = self.issuers.get(&cert.issuer).ok_or_else(|| {
-            IssueFailure::Failed(format!("issuer {:?} is no longer configured", cert.issuer))
-        })?;
-        let solver = self.solvers.get(&cert.challenge).ok_or_else(|| {
-            IssueFailure::Failed(format!("no {} solver is configured", cert.challenge))
-        })?;
-        let started = format!(
-            "ordering {} name(s) from issuer {}",
-            cert.domains.len(),
-            cert.issuer
-        );
-        self.store
-            .append_event(Some(name), EventKind::IssuanceStarted, &started)
-            .await?;
-        let observer = RecordOrder {
-            store: self.store.as_ref(),
-            name,
-        };
-        let issued = issuer
-            .issue(
-                name,
-                &cert.domains,
-                cert.key_kind,
-                solver.as_ref(),
-                &observer,
-            )
-            .await
-            .map_err(|e| IssueFailure::Failed(e.to_string()))?;
-        let leaf = issued.leaf().clone();
-        let version = NewVersion {
-            serial: leaf.serial.clone(),
-            not_before: leaf.not_before,
-            not_after: leaf.not_after,
-            leaf_pem: issued.chain.leaf_pem.clone(),
-            chain_pem: issued.chain.chain_pem.clone(),
-            key_kind: cert.key_kind,
-            key_pem: issued.key_pem,
-            order_url: Some(issued.order_url),
-        };
-        let stored = self.store.add_version(name, version).await?;
-        let message = format!(
-            "issued version {} serial {} valid until {}",
-            stored.seq,
-            stored.serial,
-            rfc3339(stored.not_after)
-        );
-        tracing::info!(certificate = name, "{message}");
-        self.store
-            .append_event(Some(name), EventKind::Issued, &message)
-            .await?;
-        Ok(())
-    }
-}
-
-enum IssueFailure {
-    Gone,
-    Failed(String),
-}
-
-impl From<StoreError> for IssueFailure {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(_) => IssueFailure::Gone,
-            other => IssueFailure::Failed(format!("store: {other}")),
         }
     }
 }

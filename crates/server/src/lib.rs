@@ -1,15 +1,21 @@
 //! certfleet's control plane: configuration ([`config`]), the data directory of the embedded
-//! default ([`datadir`]), shared input checks ([`validate`]), background issuance ([`issuance`]), the REST API ([`api`]) with its
-//! JSON shapes ([`views`]) and errors ([`problem`]), and start-up ([`app`]).
+//! default ([`datadir`]), shared input checks ([`validate`]), renewal — the [`scheduler`]
+//! that claims due certificates, [`issuance`] that runs attempts within the concurrency
+//! bound, the [`renewal`] engine that decides, orders and records, on a [`clock`] that tests
+//! can simulate — the REST API ([`api`]) with its JSON shapes ([`views`]) and errors
+//! ([`problem`]), and start-up ([`app`]).
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod fsutil;
 pub mod issuance;
 pub mod problem;
+pub mod renewal;
+pub mod scheduler;
 pub mod validate;
 pub mod views;
 

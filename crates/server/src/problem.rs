@@ -29,6 +29,9 @@ pub struct Problem {
     /// The offending input field, when there is one (`domains[1]`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub field: Option<String>,
+    /// For `retry-after`: when the CA allows the next request (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after: Option<String>,
 }
 
 /// An error answered by the API.
@@ -39,6 +42,7 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     field: Option<String>,
+    retry_at: Option<i64>,
 }
 
 impl ApiError {
@@ -49,6 +53,7 @@ impl ApiError {
             title,
             detail,
             field: None,
+            retry_at: None,
         }
     }
 
@@ -95,6 +100,19 @@ impl ApiError {
             detail.into(),
         );
         e.field = Some("issuer".into());
+        e
+    }
+
+    /// The CA's Retry-After for the certificate has not passed (`at`, Unix seconds).
+    pub fn not_before(at: i64, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            "retry-after",
+            "The CA asked to wait",
+            detail.into(),
+        );
+        e.field = Some("name".into());
+        e.retry_at = Some(at);
         e
     }
 
@@ -146,6 +164,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             field: self.field,
+            retry_after: self.retry_at.map(crate::views::rfc3339),
         };
         let mut rsp = (self.status, Json(body)).into_response();
         rsp.headers_mut().insert(

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use certfleet_acme::{Acme, AcmeError};
+use certfleet_core::policy::RenewBefore;
 use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind};
 
 use crate::config::{
@@ -23,6 +25,58 @@ pub struct CertificateRequest<'a> {
     pub key: Option<&'a str>,
     /// Challenge.
     pub challenge: Option<&'a str>,
+    /// ACME profile.
+    pub profile: Option<&'a str>,
+    /// `renew_before` as written.
+    pub renew_before: Option<&'a str>,
+}
+
+/// Longest profile name accepted.
+pub const MAX_PROFILE_LEN: usize = 64;
+
+/// A profile name: 1 to 64 letters, digits, '-', '_' or '.'.
+pub fn check_profile_name(profile: &str) -> Result<(), String> {
+    let ok = !profile.is_empty()
+        && profile.len() <= MAX_PROFILE_LEN
+        && profile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{profile:?} is not a profile name: use 1 to {MAX_PROFILE_LEN} letters, digits, '-', '_' or '.' (such as shortlived)"
+        ))
+    }
+}
+
+/// Why a profile could not be confirmed with the CA.
+#[derive(Debug)]
+pub enum ProfileCheck {
+    /// The CA does not offer it (the message names the ones it offers).
+    Refused(String),
+    /// The CA could not be asked.
+    Unreachable(AcmeError),
+}
+
+/// Check `profile` against the CA's `meta.profiles` (draft-aaron-acme-profiles).
+pub async fn check_profile(acme: &dyn Acme, profile: &str) -> Result<(), ProfileCheck> {
+    let offered = acme
+        .profiles()
+        .await
+        .map_err(ProfileCheck::Unreachable)?
+        .unwrap_or_default();
+    if offered.iter().any(|p| p == profile) {
+        return Ok(());
+    }
+    Err(ProfileCheck::Refused(if offered.is_empty() {
+        format!("profile {profile:?}: the CA offers no ACME profiles")
+    } else {
+        format!(
+            "unknown profile {profile:?}; the CA offers: {}",
+            offered.join(", ")
+        )
+    }))
 }
 
 /// Validate a certificate declaration from any source; `prefix` is prepended to field names.
@@ -89,11 +143,23 @@ pub fn validate_certificate(
             .map_err(|e| err(f("key"), e.to_string()))?,
         None => KeyKind::default(),
     };
+    if let Some(profile) = req.profile {
+        check_profile_name(profile).map_err(|m| err(f("profile"), m))?;
+    }
+    let renew_before = match req.renew_before {
+        Some(text) => Some(
+            text.parse::<RenewBefore>()
+                .map_err(|e| err(f("renew_before"), e.to_string()))?,
+        ),
+        None => None,
+    };
     Ok(CertificateSettings {
         name,
         domains,
         issuer: issuer.to_string(),
         key,
         challenge,
+        profile: req.profile.map(str::to_string),
+        renew_before,
     })
 }

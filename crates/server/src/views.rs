@@ -48,6 +48,37 @@ pub struct CertificateView {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// ACME profile (`null`: the issuer's default).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// `renew_before` (`7d`, `30%`), `null`: the CA's ARI window or the lifetime rule.
+    #[serde(default)]
+    pub renew_before: Option<String>,
+    /// When certfleet looks at it next: the planned renewal, a retry after a failure, or the
+    /// next ARI check (RFC 3339); `null` while an attempt runs or for imported certificates.
+    #[serde(default)]
+    pub next_attempt: Option<String>,
+    /// The CA asked (Retry-After) not to be sent requests for it before this time (RFC 3339).
+    #[serde(default)]
+    pub retry_after: Option<String>,
+    /// The CA's suggested renewal window for the current version (RFC 9773), if offered.
+    #[serde(default)]
+    pub ari_window: Option<WindowView>,
+    /// Whether an attempt is running now.
+    #[serde(default)]
+    pub in_progress: bool,
+    /// The ACME order in flight, kept so a restart resumes it.
+    #[serde(default)]
+    pub order_url: Option<String>,
+}
+
+/// A time window (RFC 3339 ends).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WindowView {
+    /// Start.
+    pub start: String,
+    /// End.
+    pub end: String,
 }
 
 impl CertificateView {
@@ -69,6 +100,16 @@ impl CertificateView {
             last_error: c.last_error.clone(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            profile: c.profile.clone(),
+            renew_before: c.renew_before.map(|r| r.to_string()),
+            next_attempt: c.next_due.filter(|_| c.claim_owner.is_none()).map(rfc3339),
+            retry_after: c.retry_after.filter(|t| *t > now).map(rfc3339),
+            ari_window: c.ari_window.map(|w| WindowView {
+                start: rfc3339(w.start),
+                end: rfc3339(w.end),
+            }),
+            in_progress: c.claim_owner.is_some(),
+            order_url: c.order_url.clone(),
         }
     }
 }
@@ -207,4 +248,10 @@ pub struct AddCertificate {
     /// Challenge type (default `http-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
+    /// ACME profile (default: the issuer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// When to renew: `7d`, `12h`, `30%` (default: the CA's ARI window or the lifetime rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<String>,
 }

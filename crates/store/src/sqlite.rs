@@ -11,6 +11,7 @@
 //! twin is a straight port.
 
 mod certificates;
+mod claims;
 mod records;
 mod schema;
 mod versions;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use certfleet_core::policy::AriWindow;
 use certfleet_core::time::UnixTime;
 use certfleet_core::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, Http01Challenge,
@@ -360,6 +362,96 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Event>, StoreError> {
         let certificate = certificate.map(str::to_string);
         self.call(move |c, _| records::events(c, certificate.as_deref(), limit))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Certificate>, StoreError> {
+        let owner = owner.to_string();
+        self.call(move |c, _| claims::claim_due(c, &owner, now, until, limit))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<Option<Certificate>, StoreError> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.call(move |c, _| claims::claim(c, &name, &owner, now, until))
+            .await
+    }
+
+    async fn extend_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        until: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.call(move |c, _| claims::extend_claim(c, &name, &owner, until))
+            .await
+    }
+
+    async fn release_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        next_due: Option<UnixTime>,
+    ) -> Result<bool, StoreError> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.call(move |c, _| claims::release_claim(c, &name, &owner, next_due))
+            .await
+    }
+
+    async fn release_all_claims(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.call(move |c, _| claims::release_all_claims(c, now))
+            .await
+    }
+
+    async fn next_due(&self) -> Result<Option<UnixTime>, StoreError> {
+        self.call(|c, _| claims::next_due(c)).await
+    }
+
+    async fn set_retry_after(&self, name: &str, at: Option<UnixTime>) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| certificates::set_retry_after(c, &name, at))
+            .await
+    }
+
+    async fn set_pending_key(&self, name: &str, key: Option<&Secret>) -> Result<(), StoreError> {
+        let (name, key) = (name.to_string(), key.cloned());
+        self.call(move |c, s| versions::set_pending_key(c, s, &name, key.as_ref()))
+            .await
+    }
+
+    async fn pending_key(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, s| versions::pending_key(c, s, &name))
+            .await
+    }
+
+    async fn version(&self, name: &str, seq: u32) -> Result<Option<Version>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| versions::get(c, &name, seq)).await
+    }
+
+    async fn set_ari(
+        &self,
+        name: &str,
+        seq: u32,
+        window: Option<AriWindow>,
+        fetch_at: Option<UnixTime>,
+    ) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| versions::set_ari(c, &name, seq, window, fetch_at))
             .await
     }
 }

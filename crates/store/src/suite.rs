@@ -17,6 +17,7 @@
 
 mod certificates;
 mod records;
+mod renewal;
 mod versions;
 
 use certfleet_core::time::{self, UnixTime};
@@ -29,6 +30,9 @@ pub use certificates::{
     certificate_lifecycle, delete_cascades, order_url_round_trip, status_transitions,
 };
 pub use records::{accounts, challenges, events};
+pub use renewal::{
+    ari_windows, claims, claims_by_name, pending_keys_and_retry_after, renewal_settings,
+};
 pub use versions::versions_and_keys;
 
 /// Slack allowed between the test's clock and the store's timestamps, in seconds.
@@ -44,6 +48,11 @@ pub async fn run_all(store: &dyn Store) {
     accounts(store).await;
     challenges(store).await;
     events(store).await;
+    renewal_settings(store).await;
+    claims(store).await;
+    claims_by_name(store).await;
+    pending_keys_and_retry_after(store).await;
+    ari_windows(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.
@@ -58,6 +67,8 @@ pub fn new_certificate(name: &str, domains: &[&str]) -> NewCertificate {
         key_kind: KeyKind::EcdsaP256,
         challenge: ChallengeKind::Http01,
         source: Source::Acme,
+        profile: None,
+        renew_before: None,
     }
 }
 

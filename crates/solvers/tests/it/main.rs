@@ -27,6 +27,8 @@ async fn serve() -> (SocketAddr, Arc<dyn Store>) {
             key_kind: KeyKind::EcdsaP256,
             challenge: ChallengeKind::Http01,
             source: Source::Acme,
+            profile: None,
+            renew_before: None,
         })
         .await
         .unwrap();

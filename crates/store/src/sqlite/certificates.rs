@@ -1,5 +1,6 @@
-//! Queries on the `certificates` table.
+//! Queries on the `certificates` table, including the renewal claims (see `claims`).
 
+use certfleet_core::policy::AriWindow;
 use certfleet_core::time::{self, UnixTime};
 use certfleet_core::{
     CertName, Certificate, CertificateStatus, DnsName, NewCertificate, Source, StoreError,
@@ -12,9 +13,11 @@ use super::{Fail, cert_not_found, corrupt, parse, to_u32};
 const ID_BYTES: usize = 16;
 
 /// Columns of a [`Certificate`], with `not_after` from its current version.
-const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
-        c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
-        c.next_due, c.order_url, c.created_at, c.updated_at
+pub(super) const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind,
+        c.challenge, c.source, c.status, c.current_version, v.not_after, c.failure_streak,
+        c.last_error, c.next_due, c.order_url, c.created_at, c.updated_at, c.profile,
+        c.renew_before, c.retry_after, v.not_before, v.ari_start, v.ari_end, c.ari_fetch_at,
+        c.claim_owner, c.claim_until
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -22,10 +25,12 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
     let id = random_id()?;
     let now = time::now();
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
+    // A certificate certfleet renews is due at once: the scheduler issues it.
+    let next_due = (new.source == Source::Acme).then_some(now);
     let inserted = conn.execute(
         "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
-            status, failure_streak, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9)",
+            status, failure_streak, created_at, updated_at, next_due, profile, renew_before)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10, ?11, ?12)",
         params![
             id,
             new.name.as_str(),
@@ -36,6 +41,9 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
             new.source.as_str(),
             CertificateStatus::Pending.as_str(),
             now,
+            next_due,
+            new.profile,
+            new.renew_before.map(|r| r.to_string()),
         ],
     );
     match inserted {
@@ -57,10 +65,18 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         not_after: None,
         failure_streak: 0,
         last_error: None,
-        next_due: None,
+        next_due,
         order_url: None,
         created_at: now,
         updated_at: now,
+        profile: new.profile.clone(),
+        renew_before: new.renew_before,
+        retry_after: None,
+        not_before: None,
+        ari_window: None,
+        ari_fetch_at: None,
+        claim_owner: None,
+        claim_until: None,
     })
 }
 
@@ -121,6 +137,21 @@ pub(super) fn set_order_url(conn: &Connection, name: &str, url: Option<&str>) ->
     Ok(())
 }
 
+pub(super) fn set_retry_after(
+    conn: &Connection,
+    name: &str,
+    at: Option<UnixTime>,
+) -> Result<(), Fail> {
+    let changed = conn.execute(
+        "UPDATE certificates SET retry_after = ?2, updated_at = ?3 WHERE name = ?1",
+        params![name, at, time::now()],
+    )?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    Ok(())
+}
+
 /// The id and current version of the certificate called `name`.
 pub(super) fn id_and_current(conn: &Connection, name: &str) -> Result<(String, Option<u32>), Fail> {
     let found: Option<(String, Option<i64>)> = conn
@@ -137,7 +168,7 @@ pub(super) fn id_and_current(conn: &Connection, name: &str) -> Result<(String, O
     Ok((id, current))
 }
 
-fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
+pub(super) fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
     let name: String = row.get(1)?;
     let domains: String = row.get(2)?;
     let source: String = row.get(6)?;
@@ -159,6 +190,23 @@ fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         order_url: row.get(13)?,
         created_at: row.get(14)?,
         updated_at: row.get(15)?,
+        profile: row.get(16)?,
+        renew_before: row
+            .get::<_, Option<String>>(17)?
+            .map(|r| parse(&r, "renew_before"))
+            .transpose()?,
+        retry_after: row.get(18)?,
+        not_before: row.get(19)?,
+        ari_window: match (
+            row.get::<_, Option<i64>>(20)?,
+            row.get::<_, Option<i64>>(21)?,
+        ) {
+            (Some(start), Some(end)) => Some(AriWindow { start, end }),
+            _ => None,
+        },
+        ari_fetch_at: row.get(22)?,
+        claim_owner: row.get(23)?,
+        claim_until: row.get(24)?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Queries on the `versions` table; private keys are sealed here and nowhere else.
 
-use certfleet_core::time;
+use certfleet_core::policy::AriWindow;
+use certfleet_core::time::{self, UnixTime};
 use certfleet_core::{CertificateStatus, NewVersion, Secret, StoreError, Version};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -55,7 +56,8 @@ pub(super) fn add(
     )?;
     tx.execute(
         "UPDATE certificates SET current_version = ?2, status = ?3, failure_streak = 0,
-            last_error = NULL, order_url = NULL, updated_at = ?4
+            last_error = NULL, order_url = NULL, pending_key = NULL, retry_after = NULL,
+            ari_fetch_at = NULL, updated_at = ?4
          WHERE id = ?1",
         params![id, seq, CertificateStatus::Valid.as_str(), now],
     )?;
@@ -75,14 +77,92 @@ pub(super) fn add(
     })
 }
 
+/// Version `seq` of `name`, if it exists.
+pub(super) fn get(conn: &Connection, name: &str, seq: u32) -> Result<Option<Version>, Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{VERSION_COLUMNS} WHERE certificate_id = ?1 AND seq = ?2"
+    ))?;
+    let mut rows = stmt.query(params![id, seq])?;
+    rows.next()?.map(from_row).transpose()
+}
+
+/// Record the ARI window of version `seq` and when to fetch it again.
+pub(super) fn set_ari(
+    conn: &mut Connection,
+    name: &str,
+    seq: u32,
+    window: Option<AriWindow>,
+    fetch_at: Option<UnixTime>,
+) -> Result<(), Fail> {
+    let tx = conn.transaction()?;
+    let (id, _) = id_and_current(&tx, name)?;
+    let changed = tx.execute(
+        "UPDATE versions SET ari_start = ?3, ari_end = ?4 WHERE certificate_id = ?1 AND seq = ?2",
+        params![id, seq, window.map(|w| w.start), window.map(|w| w.end)],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("version {seq} of certificate {name:?}")).into());
+    }
+    tx.execute(
+        "UPDATE certificates SET ari_fetch_at = ?2 WHERE id = ?1",
+        params![id, fetch_at],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Associated data binding the sealed key of an order in flight to its certificate.
+fn pending_key_aad(certificate_id: &str) -> String {
+    format!("certfleet/v1/pending-key/{certificate_id}")
+}
+
+pub(super) fn set_pending_key(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+    key: Option<&Secret>,
+) -> Result<(), Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let sealed = key.map(|k| sealer.seal(k.expose().as_bytes(), pending_key_aad(&id).as_bytes()));
+    conn.execute(
+        "UPDATE certificates SET pending_key = ?2 WHERE id = ?1",
+        params![id, sealed],
+    )?;
+    Ok(())
+}
+
+pub(super) fn pending_key(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+) -> Result<Option<Secret>, Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let blob: Option<Vec<u8>> = conn.query_row(
+        "SELECT pending_key FROM certificates WHERE id = ?1",
+        [&id],
+        |r| r.get(0),
+    )?;
+    let Some(blob) = blob else {
+        return Ok(None);
+    };
+    let what = format!("the key of the order in flight for certificate {name:?}");
+    let plain = sealer
+        .open(&blob, pending_key_aad(&id).as_bytes())
+        .map_err(|_| StoreError::Unseal(what.clone()))?;
+    secret_from_utf8(plain, &what).map(Some)
+}
+
+const VERSION_COLUMNS: &str = "SELECT seq, serial, not_before, not_after, leaf_pem, chain_pem,
+        key_kind, issued_at, order_url, replaces, revoked_at
+    FROM versions";
+
 /// Every version of `name`, oldest first.
 pub(super) fn list(conn: &Connection, name: &str) -> Result<Vec<Version>, Fail> {
     let (id, _) = id_and_current(conn, name)?;
-    let mut stmt = conn.prepare(
-        "SELECT seq, serial, not_before, not_after, leaf_pem, chain_pem, key_kind, issued_at,
-            order_url, replaces, revoked_at
-         FROM versions WHERE certificate_id = ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "{VERSION_COLUMNS} WHERE certificate_id = ?1 ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([&id])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
