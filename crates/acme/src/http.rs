@@ -29,6 +29,8 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::error::AcmeError;
 
+/// What certfleet calls itself in requests to a CA (RFC 8555 §6.1).
+pub const USER_AGENT: &str = concat!("certfleet/", env!("CARGO_PKG_VERSION"));
 /// Default bound on one request to the CA.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest Retry-After of a 503 answer that is waited out within the request.
@@ -178,6 +180,10 @@ impl HttpClient for CaClient {
                     .version(parts.version);
                 if let Some(headers) = builder.headers_mut() {
                     headers.extend(parts.headers.clone());
+                    // RFC 8555 §6.1: clients send a User-Agent (Pebble ≥ 2.7 requires one).
+                    headers
+                        .entry(http::header::USER_AGENT)
+                        .or_insert(http::HeaderValue::from_static(USER_AGENT));
                 }
                 let request = builder
                     .body(BodyWrapper::from(body.to_vec()))
@@ -191,17 +197,17 @@ impl HttpClient for CaClient {
                         ));
                     }
                 };
-                if attempt < INLINE_RETRIES {
-                    if let Some(wait) = inline_wait(&response) {
-                        attempt += 1;
-                        tracing::info!(
-                            url = %parts.uri,
-                            wait_secs = wait.as_secs_f32(),
-                            "the CA answered 503 with a short Retry-After; sending again after it"
-                        );
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
+                if attempt < INLINE_RETRIES
+                    && let Some(wait) = inline_wait(&response)
+                {
+                    attempt += 1;
+                    tracing::info!(
+                        url = %parts.uri,
+                        wait_secs = wait.as_secs_f32(),
+                        "the CA answered 503 with a short Retry-After; sending again after it"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
                 record_hints(&response);
                 return Ok(BytesResponse::from(response));

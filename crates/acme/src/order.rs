@@ -583,10 +583,10 @@ async fn set_all_ready(order: &mut Order, kind: ChallengeKind) -> Result<(), Acm
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
-        if let Some(mut challenge) = authz.challenge(challenge_type(kind)) {
-            if challenge.status == ChallengeStatus::Pending {
-                challenge.set_ready().await?;
-            }
+        if let Some(mut challenge) = authz.challenge(challenge_type(kind))
+            && challenge.status == ChallengeStatus::Pending
+        {
+            challenge.set_ready().await?;
         }
     }
     Ok(())

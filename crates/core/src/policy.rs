@@ -37,7 +37,7 @@ pub const MAX_RETRY_AFTER: i64 = DAY;
 pub const ARI_MIN_REFETCH: i64 = 60;
 /// ARI re-fetch interval when the CA gives no Retry-After.
 pub const ARI_DEFAULT_REFETCH: i64 = 6 * 3600;
-/// A version younger than this (or 1/10 of its lifetime, if shorter) is not replaced on an
+/// A version younger than this (or 1/20 of its lifetime, if shorter) is not replaced on an
 /// ARI window alone: a CA answering "renew now" for every new certificate cannot make
 /// certfleet order in a loop.
 pub const ARI_MIN_VERSION_AGE: i64 = 3600;
@@ -296,7 +296,7 @@ pub fn plan_renewal(inputs: RenewalInputs<'_>) -> Plan {
             warning,
         };
     };
-    let min_age = ARI_MIN_VERSION_AGE.min(life.secs() / 10);
+    let min_age = ARI_MIN_VERSION_AGE.min(life.secs() / 20);
     let ari_at = ari_moment(window, inputs.now, inputs.ari_fraction).max(life.not_before + min_age);
     if rule_basis == Basis::RenewBefore && rule_at < ari_at {
         return Plan {

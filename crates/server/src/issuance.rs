@@ -8,7 +8,7 @@
 //! happens in between is the [renewal engine](crate::renewal).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub struct Issuance {
     in_flight: Mutex<HashSet<String>>,
     owner: String,
     wake: Notify,
+    /// The earliest due time reported since the scheduler last looked (`i64::MAX`: none).
+    hint: AtomicI64,
 }
 
 /// Removes a certificate from the in-flight set however its task ends.
@@ -92,6 +94,7 @@ impl Issuance {
             in_flight: Mutex::new(HashSet::new()),
             owner,
             wake: Notify::new(),
+            hint: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -119,9 +122,22 @@ impl Issuance {
         self.wake.notified().await;
     }
 
-    /// Tell the scheduler to look again.
+    /// Tell the scheduler that something may be due now (a certificate was declared).
     pub fn poke(&self) {
+        self.poke_at(self.clock.now());
+    }
+
+    /// Tell the scheduler that a certificate is due at `at` (and that an order slot may
+    /// have become free).
+    pub fn poke_at(&self, at: UnixTime) {
+        self.hint.fetch_min(at, Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// The earliest due time reported by [`Self::poke_at`] since the last call.
+    pub fn take_hint(&self) -> Option<UnixTime> {
+        let hint = self.hint.swap(i64::MAX, Ordering::SeqCst);
+        (hint != i64::MAX).then_some(hint)
     }
 
     /// Claim `name` and start an attempt now (a person asked).
@@ -187,7 +203,7 @@ impl Issuance {
                 }
             }
             drop(_guard);
-            this.poke();
+            this.poke_at(next_due.unwrap_or(i64::MAX));
         });
         true
     }

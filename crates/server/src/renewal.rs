@@ -298,9 +298,11 @@ async fn refresh_ari(
                 }
             }
         }
+        // Unreachable: keep the CA's last word if there is one, else the lifetime rule.
         Err(e) => {
-            tracing::info!(certificate = name, error = %e, "no ARI window from the CA; using the lifetime rule");
-            (None, now + ARI_ERROR_REFETCH)
+            let kept = cert.ari_window;
+            tracing::info!(certificate = name, error = %e, keeping_last_window = kept.is_some(), "no ARI answer from the CA; asking again later");
+            (kept, now + ARI_ERROR_REFETCH)
         }
     };
     issuance

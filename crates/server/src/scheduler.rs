@@ -35,20 +35,41 @@ pub struct Pass {
 }
 
 /// Run the scheduler until `stopped` turns true.
+///
+/// Between passes it keeps the earliest due time it knows: the store's, lowered by what
+/// finished attempts report ([`Issuance::poke_at`]), so an attempt that ends with a later
+/// due time costs no store query; a pass runs when something is due or an order slot
+/// frees up while due certificates wait.
 pub fn spawn(issuance: Arc<Issuance>, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let wait = match pass(&issuance).await {
-                Ok(pass) => sleep_for(&pass, issuance.clock.now()),
+            let mut known = match pass(&issuance).await {
+                Ok(pass) => pass,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler pass failed");
-                    ERROR_PAUSE
+                    tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => return,
+                        _ = tokio::time::sleep(ERROR_PAUSE) => continue,
+                    }
                 }
             };
-            tokio::select! {
-                _ = stopped.wait_for(|s| *s) => return,
-                _ = issuance.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+            loop {
+                let wait = sleep_for(&known, issuance.clock.now());
+                if wait.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(wait) => break,
+                    _ = issuance.changed() => {
+                        if let Some(hint) = issuance.take_hint() {
+                            known.next_due = Some(known.next_due.map_or(hint, |n| n.min(hint)));
+                        }
+                        if known.saturated {
+                            break;
+                        }
+                    }
+                }
             }
         }
     })

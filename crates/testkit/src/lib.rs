@@ -21,10 +21,12 @@
 pub mod pebble;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 
 pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
 pub use ports::{free_port, free_ports};
 pub use process::{Guard, child_command, require_program};
+pub use proxy::FaultProxy;
 
 /// Where `scripts/testbed` keeps what it unpacks or installs outside the system (newer Pebble
 /// releases, the SMTP sink's virtualenv): `$CERTFLEET_TESTBED_CACHE`, else

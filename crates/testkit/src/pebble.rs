@@ -183,7 +183,14 @@ fn https_client(ca: rustls_pki_types::CertificateDer<'static>) -> HttpsClient {
 async fn https_get(client: &HttpsClient, url: &str) -> Result<(u16, String), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     let fut = async {
-        let resp = client.get(uri).await.map_err(|e| format!("{e:?}"))?;
+        let request = http::Request::get(uri)
+            .header(http::header::USER_AGENT, "certfleet-testkit")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()

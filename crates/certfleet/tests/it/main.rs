@@ -3,7 +3,9 @@
 mod accounts;
 mod bad_input;
 mod chains;
+mod faults;
 mod harness;
 mod issuance;
 mod issuers;
 mod lifecycle;
+mod renewal;

@@ -27,11 +27,13 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
     // A certificate certfleet renews is due at once: the scheduler issues it.
     let next_due = (new.source == Source::Acme).then_some(now);
-    let inserted = conn.execute(
-        "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
             status, failure_streak, created_at, updated_at, next_due, profile, renew_before)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10, ?11, ?12)",
-        params![
+        )?
+        .execute(params![
             id,
             new.name.as_str(),
             domains,
@@ -44,8 +46,7 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
             next_due,
             new.profile,
             new.renew_before.map(|r| r.to_string()),
-        ],
-    );
+        ]);
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(StoreError::AlreadyExists(new.name.to_string()).into());
@@ -81,13 +82,13 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
 }
 
 pub(super) fn get(conn: &Connection, name: &str) -> Result<Option<Certificate>, Fail> {
-    let mut stmt = conn.prepare(&format!("{SELECT} WHERE c.name = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE c.name = ?1"))?;
     let mut rows = stmt.query([name])?;
     rows.next()?.map(from_row).transpose()
 }
 
 pub(super) fn list(conn: &Connection) -> Result<Vec<Certificate>, Fail> {
-    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY c.name"))?;
+    let mut stmt = conn.prepare_cached(&format!("{SELECT} ORDER BY c.name"))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -98,7 +99,10 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<Certificate>, Fail> {
 
 /// Versions and challenges go with the certificate (`ON DELETE CASCADE`); events stay.
 pub(super) fn delete(conn: &Connection, name: &str) -> Result<bool, Fail> {
-    Ok(conn.execute("DELETE FROM certificates WHERE name = ?1", [name])? > 0)
+    Ok(conn
+        .prepare_cached("DELETE FROM certificates WHERE name = ?1")?
+        .execute([name])?
+        > 0)
 }
 
 pub(super) fn set_status(
@@ -107,8 +111,9 @@ pub(super) fn set_status(
     status: CertificateStatus,
     error: Option<&str>,
 ) -> Result<(), Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET
+    let changed = conn
+        .prepare_cached(
+            "UPDATE certificates SET
             status = ?2,
             failure_streak = CASE ?2 WHEN 'failed' THEN failure_streak + 1
                                      WHEN 'valid' THEN 0
@@ -118,8 +123,8 @@ pub(super) fn set_status(
                                  ELSE last_error END,
             updated_at = ?4
          WHERE name = ?1",
-        params![name, status.as_str(), error, time::now()],
-    )?;
+        )?
+        .execute(params![name, status.as_str(), error, time::now()])?;
     if changed == 0 {
         return Err(cert_not_found(name));
     }
@@ -127,10 +132,9 @@ pub(super) fn set_status(
 }
 
 pub(super) fn set_order_url(conn: &Connection, name: &str, url: Option<&str>) -> Result<(), Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET order_url = ?2, updated_at = ?3 WHERE name = ?1",
-        params![name, url, time::now()],
-    )?;
+    let changed = conn
+        .prepare_cached("UPDATE certificates SET order_url = ?2, updated_at = ?3 WHERE name = ?1")?
+        .execute(params![name, url, time::now()])?;
     if changed == 0 {
         return Err(cert_not_found(name));
     }
@@ -142,10 +146,11 @@ pub(super) fn set_retry_after(
     name: &str,
     at: Option<UnixTime>,
 ) -> Result<(), Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET retry_after = ?2, updated_at = ?3 WHERE name = ?1",
-        params![name, at, time::now()],
-    )?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE certificates SET retry_after = ?2, updated_at = ?3 WHERE name = ?1",
+        )?
+        .execute(params![name, at, time::now()])?;
     if changed == 0 {
         return Err(cert_not_found(name));
     }
@@ -155,11 +160,8 @@ pub(super) fn set_retry_after(
 /// The id and current version of the certificate called `name`.
 pub(super) fn id_and_current(conn: &Connection, name: &str) -> Result<(String, Option<u32>), Fail> {
     let found: Option<(String, Option<i64>)> = conn
-        .query_row(
-            "SELECT id, current_version FROM certificates WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT id, current_version FROM certificates WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (id, current) = found.ok_or_else(|| cert_not_found(name))?;
     let current = current

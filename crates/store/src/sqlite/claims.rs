@@ -20,12 +20,19 @@ pub(super) fn claim_due(
     until: UnixTime,
     limit: u32,
 ) -> Result<Vec<Certificate>, Fail> {
+    const DUE: &str = "SELECT id FROM certificates WHERE next_due <= ?1 AND source = 'acme'
+        ORDER BY next_due LIMIT ?2";
+    // Most passes find nothing due: answer those without a write transaction.
+    let any_due: Option<String> = conn
+        .prepare_cached(DUE)?
+        .query_row(params![now, 1], |r| r.get(0))
+        .optional()?;
+    if any_due.is_none() || limit == 0 {
+        return Ok(Vec::new());
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids: Vec<String> = {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id FROM certificates WHERE next_due <= ?1 AND source = 'acme'
-             ORDER BY next_due LIMIT ?2",
-        )?;
+        let mut stmt = tx.prepare_cached(DUE)?;
         let rows = stmt.query_map(params![now, limit], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
@@ -56,16 +63,16 @@ pub(super) fn claim(
     until: UnixTime,
 ) -> Result<Option<Certificate>, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let changed = tx.execute(
-        "UPDATE certificates SET claim_owner = ?2, claim_until = ?4, next_due = ?4
+    let changed = tx
+        .prepare_cached(
+            "UPDATE certificates SET claim_owner = ?2, claim_until = ?4, next_due = ?4
          WHERE name = ?1 AND (claim_owner IS NULL OR claim_owner = ?2 OR claim_until <= ?3)",
-        params![name, owner, now, until],
-    )?;
+        )?
+        .execute(params![name, owner, now, until])?;
     if changed == 0 {
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM certificates WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT 1 FROM certificates WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
             .optional()?;
         return match exists {
             Some(_) => Ok(None),
@@ -90,11 +97,12 @@ pub(super) fn extend_claim(
     owner: &str,
     until: UnixTime,
 ) -> Result<bool, Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET claim_until = ?3, next_due = ?3
+    let changed = conn
+        .prepare_cached(
+            "UPDATE certificates SET claim_until = ?3, next_due = ?3
          WHERE name = ?1 AND claim_owner = ?2",
-        params![name, owner, until],
-    )?;
+        )?
+        .execute(params![name, owner, until])?;
     Ok(changed > 0)
 }
 
@@ -104,20 +112,22 @@ pub(super) fn release_claim(
     owner: &str,
     next_due: Option<UnixTime>,
 ) -> Result<bool, Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET claim_owner = NULL, claim_until = NULL, next_due = ?3
+    let changed = conn
+        .prepare_cached(
+            "UPDATE certificates SET claim_owner = NULL, claim_until = NULL, next_due = ?3
          WHERE name = ?1 AND claim_owner = ?2",
-        params![name, owner, next_due],
-    )?;
+        )?
+        .execute(params![name, owner, next_due])?;
     Ok(changed > 0)
 }
 
 pub(super) fn release_all_claims(conn: &Connection, now: UnixTime) -> Result<u64, Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET claim_owner = NULL, claim_until = NULL, next_due = ?1
+    let changed = conn
+        .prepare_cached(
+            "UPDATE certificates SET claim_owner = NULL, claim_until = NULL, next_due = ?1
          WHERE claim_owner IS NOT NULL",
-        [now],
-    )?;
+        )?
+        .execute([now])?;
     Ok(changed as u64)
 }
 

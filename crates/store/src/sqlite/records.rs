@@ -26,12 +26,13 @@ pub(super) fn account(
     directory_url: &str,
 ) -> Result<Option<AccountRecord>, Fail> {
     let found: Option<(String, Vec<u8>, UnixTime, String)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT account_url, sealed_credentials, created_at, contacts FROM accounts
              WHERE issuer = ?1 AND directory_url = ?2",
-            [issuer, directory_url],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
+        )?
+        .query_row([issuer, directory_url], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
     let Some((account_url, blob, created_at, contacts)) = found else {
         return Ok(None);
@@ -61,7 +62,7 @@ pub(super) fn save_account(
     let sealed = sealer.seal(account.credentials.expose().as_bytes(), aad.as_bytes());
     let contacts =
         serde_json::to_string(&account.contacts).map_err(|e| StoreError::Backend(e.into()))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO accounts (issuer, directory_url, account_url, sealed_credentials, created_at,
             contacts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -70,22 +71,22 @@ pub(super) fn save_account(
             sealed_credentials = excluded.sealed_credentials,
             created_at = excluded.created_at,
             contacts = excluded.contacts",
-        params![
-            account.issuer,
-            account.directory_url,
-            account.account_url,
-            sealed,
-            account.created_at,
-            contacts,
-        ],
-    )?;
+    )?
+    .execute(params![
+        account.issuer,
+        account.directory_url,
+        account.account_url,
+        sealed,
+        account.created_at,
+        contacts,
+    ])?;
     Ok(())
 }
 
 /// Publish (or re-publish) a response; the host is stored lowercase.
 pub(super) fn put_challenge(conn: &Connection, challenge: &Http01Challenge) -> Result<(), Fail> {
     let (certificate_id, _) = id_and_current(conn, &challenge.certificate)?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO http01_challenges (token, host, key_authorization, certificate_id, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (token) DO UPDATE SET
@@ -93,14 +94,14 @@ pub(super) fn put_challenge(conn: &Connection, challenge: &Http01Challenge) -> R
             key_authorization = excluded.key_authorization,
             certificate_id = excluded.certificate_id,
             expires_at = excluded.expires_at",
-        params![
-            challenge.token,
-            challenge.host.to_ascii_lowercase(),
-            challenge.key_authorization,
-            certificate_id,
-            challenge.expires_at,
-        ],
-    )?;
+    )?
+    .execute(params![
+        challenge.token,
+        challenge.host.to_ascii_lowercase(),
+        challenge.key_authorization,
+        certificate_id,
+        challenge.expires_at,
+    ])?;
     Ok(())
 }
 
@@ -112,12 +113,11 @@ pub(super) fn challenge_response(
     now: UnixTime,
 ) -> Result<Option<String>, Fail> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT key_authorization FROM http01_challenges
              WHERE token = ?1 AND host = ?2 AND expires_at > ?3",
-            params![token, host.to_ascii_lowercase(), now],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![token, host.to_ascii_lowercase(), now], |r| r.get(0))
         .optional()?)
 }
 
@@ -135,10 +135,9 @@ pub(super) fn remove_challenges(conn: &mut Connection, tokens: &[String]) -> Res
 
 /// Drop every response that is no longer live at `now` (`expires_at <= now`).
 pub(super) fn purge_challenges(conn: &Connection, now: UnixTime) -> Result<u64, Fail> {
-    let removed = conn.execute(
-        "DELETE FROM http01_challenges WHERE expires_at <= ?1",
-        [now],
-    )?;
+    let removed = conn
+        .prepare_cached("DELETE FROM http01_challenges WHERE expires_at <= ?1")?
+        .execute([now])?;
     Ok(removed as u64)
 }
 
@@ -148,10 +147,10 @@ pub(super) fn append_event(
     kind: EventKind,
     message: &str,
 ) -> Result<(), Fail> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO events (at, certificate, kind, message) VALUES (?1, ?2, ?3, ?4)",
-        params![time::now(), certificate, kind.as_str(), message],
-    )?;
+    )?
+    .execute(params![time::now(), certificate, kind.as_str(), message])?;
     Ok(())
 }
 
@@ -165,13 +164,13 @@ pub(super) fn events(
     let mut stmt;
     let mut rows = match certificate {
         Some(name) => {
-            stmt = conn.prepare(&format!(
+            stmt = conn.prepare_cached(&format!(
                 "{COLUMNS} WHERE certificate = ?1 ORDER BY id DESC LIMIT ?2"
             ))?;
             stmt.query(params![name, limit])?
         }
         None => {
-            stmt = conn.prepare(&format!("{COLUMNS} ORDER BY id DESC LIMIT ?1"))?;
+            stmt = conn.prepare_cached(&format!("{COLUMNS} ORDER BY id DESC LIMIT ?1"))?;
             stmt.query(params![limit])?
         }
     };

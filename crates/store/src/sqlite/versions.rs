@@ -24,43 +24,41 @@ pub(super) fn add(
 ) -> Result<Version, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (id, replaces) = id_and_current(&tx, name)?;
-    let next: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE certificate_id = ?1",
-        [&id],
-        |r| r.get(0),
-    )?;
+    let next: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE certificate_id = ?1")?
+        .query_row([&id], |r| r.get(0))?;
     let seq = to_u32(next, "versions.seq")?;
     let sealed_key = sealer.seal(
         new.key_pem.expose().as_bytes(),
         key_aad(&id, seq).as_bytes(),
     );
     let now = time::now();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO versions (certificate_id, seq, serial, not_before, not_after, leaf_pem,
             chain_pem, key_kind, sealed_key, issued_at, order_url, replaces, revoked_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL)",
-        params![
-            id,
-            seq,
-            new.serial,
-            new.not_before,
-            new.not_after,
-            new.leaf_pem,
-            new.chain_pem,
-            new.key_kind.as_str(),
-            sealed_key,
-            now,
-            new.order_url,
-            replaces,
-        ],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![
+        id,
+        seq,
+        new.serial,
+        new.not_before,
+        new.not_after,
+        new.leaf_pem,
+        new.chain_pem,
+        new.key_kind.as_str(),
+        sealed_key,
+        now,
+        new.order_url,
+        replaces,
+    ])?;
+    tx.prepare_cached(
         "UPDATE certificates SET current_version = ?2, status = ?3, failure_streak = 0,
             last_error = NULL, order_url = NULL, pending_key = NULL, retry_after = NULL,
             ari_fetch_at = NULL, updated_at = ?4
          WHERE id = ?1",
-        params![id, seq, CertificateStatus::Valid.as_str(), now],
-    )?;
+    )?
+    .execute(params![id, seq, CertificateStatus::Valid.as_str(), now])?;
     tx.commit()?;
     Ok(Version {
         seq,
@@ -96,18 +94,22 @@ pub(super) fn set_ari(
     fetch_at: Option<UnixTime>,
 ) -> Result<(), Fail> {
     let tx = conn.transaction()?;
-    let (id, _) = id_and_current(&tx, name)?;
-    let changed = tx.execute(
-        "UPDATE versions SET ari_start = ?3, ari_end = ?4 WHERE certificate_id = ?1 AND seq = ?2",
-        params![id, seq, window.map(|w| w.start), window.map(|w| w.end)],
-    )?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE versions SET ari_start = ?3, ari_end = ?4
+             WHERE seq = ?2 AND certificate_id = (SELECT id FROM certificates WHERE name = ?1)",
+        )?
+        .execute(params![
+            name,
+            seq,
+            window.map(|w| w.start),
+            window.map(|w| w.end)
+        ])?;
     if changed == 0 {
         return Err(StoreError::NotFound(format!("version {seq} of certificate {name:?}")).into());
     }
-    tx.execute(
-        "UPDATE certificates SET ari_fetch_at = ?2 WHERE id = ?1",
-        params![id, fetch_at],
-    )?;
+    tx.prepare_cached("UPDATE certificates SET ari_fetch_at = ?2 WHERE name = ?1")?
+        .execute(params![name, fetch_at])?;
     tx.commit()?;
     Ok(())
 }
@@ -125,10 +127,8 @@ pub(super) fn set_pending_key(
 ) -> Result<(), Fail> {
     let (id, _) = id_and_current(conn, name)?;
     let sealed = key.map(|k| sealer.seal(k.expose().as_bytes(), pending_key_aad(&id).as_bytes()));
-    conn.execute(
-        "UPDATE certificates SET pending_key = ?2 WHERE id = ?1",
-        params![id, sealed],
-    )?;
+    conn.prepare_cached("UPDATE certificates SET pending_key = ?2 WHERE id = ?1")?
+        .execute(params![id, sealed])?;
     Ok(())
 }
 
@@ -138,11 +138,9 @@ pub(super) fn pending_key(
     name: &str,
 ) -> Result<Option<Secret>, Fail> {
     let (id, _) = id_and_current(conn, name)?;
-    let blob: Option<Vec<u8>> = conn.query_row(
-        "SELECT pending_key FROM certificates WHERE id = ?1",
-        [&id],
-        |r| r.get(0),
-    )?;
+    let blob: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT pending_key FROM certificates WHERE id = ?1")?
+        .query_row([&id], |r| r.get(0))?;
     let Some(blob) = blob else {
         return Ok(None);
     };
@@ -160,7 +158,7 @@ const VERSION_COLUMNS: &str = "SELECT seq, serial, not_before, not_after, leaf_p
 /// Every version of `name`, oldest first.
 pub(super) fn list(conn: &Connection, name: &str) -> Result<Vec<Version>, Fail> {
     let (id, _) = id_and_current(conn, name)?;
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "{VERSION_COLUMNS} WHERE certificate_id = ?1 ORDER BY seq"
     ))?;
     let mut rows = stmt.query([&id])?;
@@ -179,13 +177,12 @@ pub(super) fn key(
     seq: u32,
 ) -> Result<Secret, Fail> {
     let found: Option<(String, Option<Vec<u8>>)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT c.id, v.sealed_key FROM certificates c
              LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = ?2
              WHERE c.name = ?1",
-            params![name, seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row(params![name, seq], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (id, blob) = found.ok_or_else(|| cert_not_found(name))?;
     let what = format!("the key of version {seq} of certificate {name:?}");
