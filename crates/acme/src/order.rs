@@ -328,10 +328,12 @@ impl AcmeIssuer {
                     problem,
                 });
             }
-            let replaces_refused =
-                matches!(problem.short_type(), Some("alreadyReplaced" | "malformed"));
-            if replaces.is_some() && replaces_refused {
-                tracing::info!(certificate = request.certificate, %problem, "the CA refused `replaces`; ordering without it");
+            // alreadyReplaced, or any other refusal of an order carrying `replaces` (a CA
+            // that cannot find the replaced certificate answers serverInternal or malformed):
+            // the renewal must not hinge on ARI, so order once more without it.
+            let transient = matches!(problem.short_type(), Some("rateLimited" | "badNonce"));
+            if replaces.is_some() && !transient {
+                tracing::info!(certificate = request.certificate, %problem, "the CA refused the order with `replaces`; ordering without it");
                 replaces = None;
                 continue;
             }

@@ -116,6 +116,13 @@ async fn run(
         };
         let (plan, look_again) = plan(issuance, acme.as_ref(), cert, lifetime, now).await?;
         if plan.at > now {
+            // An attempt that a crash interrupted before it ordered anything.
+            if cert.status == CertificateStatus::Issuing && cert.failure_streak == 0 {
+                issuance
+                    .store
+                    .set_status(cert.name.as_str(), CertificateStatus::Valid, None)
+                    .await?;
+            }
             return Ok(Some(plan.at.min(look_again)));
         }
         reason = match plan.basis {

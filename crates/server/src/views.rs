@@ -152,6 +152,9 @@ pub struct VersionView {
     pub chain: Vec<ChainEntry>,
     /// The root the chain leads to: the issuer DN of its top certificate.
     pub root: Option<String>,
+    /// The ACME order it came from.
+    #[serde(default)]
+    pub order_url: Option<String>,
 }
 
 impl VersionView {
@@ -168,6 +171,7 @@ impl VersionView {
             replaces: v.replaces,
             revoked_at: v.revoked_at.map(rfc3339),
             root: chain.last().map(|top| top.issuer.clone()),
+            order_url: v.order_url.clone(),
             chain,
         }
     }

@@ -103,7 +103,8 @@ pub enum Action {
     /// Forward after this delay (a slow CA).
     Delay(Duration),
     /// Forward; if Pebble's answer is an order that is `valid`, present it as `processing`
-    /// without a certificate URL, with `Retry-After: <seconds>`.
+    /// without a certificate URL, with `Retry-After: <seconds>`. Only answers it changed
+    /// count against [`Rule::times`].
     StillProcessing(u64),
 }
 
@@ -170,6 +171,8 @@ impl Action {
 /// A fault to inject: what, to which requests, how often.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// Set when added.
+    id: u64,
     /// Which requests.
     pub matcher: Match,
     /// What to do.
@@ -182,6 +185,7 @@ impl Rule {
     /// A rule applying every time.
     pub fn new(matcher: Match, action: Action) -> Self {
         Self {
+            id: 0,
             matcher,
             action,
             remaining: None,
@@ -224,6 +228,7 @@ struct Shared {
     upstream: String,
     client: HttpsClient,
     rules: Mutex<Vec<Rule>>,
+    next_rule: std::sync::atomic::AtomicU64,
     log: Mutex<Vec<Record>>,
     events: broadcast::Sender<Record>,
 }
@@ -253,6 +258,7 @@ impl FaultProxy {
             upstream: format!("https://127.0.0.1:{}", pebble.acme_port()),
             client: upstream_client(&pebble.ca_cert_pem()),
             rules: Mutex::new(Vec::new()),
+            next_rule: std::sync::atomic::AtomicU64::new(1),
             log: Mutex::new(Vec::new()),
             events: broadcast::channel(4096).0,
         });
@@ -271,7 +277,11 @@ impl FaultProxy {
     }
 
     /// Add a rule (checked after the ones added before).
-    pub fn add(&self, rule: Rule) {
+    pub fn add(&self, mut rule: Rule) {
+        rule.id = self
+            .shared
+            .next_rule
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.shared.rules.lock().unwrap().push(rule);
     }
 
@@ -414,7 +424,10 @@ async fn handle(
         body: String::new(),
         injected: false,
     };
-    let action = take_action(&shared, &record);
+    let (rule, action) = match take_action(&shared, &record) {
+        Some((rule, action)) => (rule, Some(action)),
+        None => (0, None),
+    };
     let response = match action {
         Some(Action::Reset) => {
             record.injected = true;
@@ -450,6 +463,9 @@ async fn handle(
         Some(Action::StillProcessing(retry_after)) => {
             let (response, changed) =
                 pretend_processing(forward(&shared, &parts, body).await, retry_after);
+            if changed {
+                consume(&shared, rule);
+            }
             record.injected = changed;
             response
         }
@@ -467,16 +483,30 @@ async fn handle(
     Ok(response.map(|_| Full::new(answered)))
 }
 
-fn take_action(shared: &Shared, record: &Record) -> Option<Action> {
+/// The first live rule for `record`, counted as used unless it only sometimes applies.
+fn take_action(shared: &Shared, record: &Record) -> Option<(u64, Action)> {
     let mut rules = shared.rules.lock().unwrap();
-    let index = rules
-        .iter()
-        .position(|r| r.matcher.matches(record) && r.remaining != Some(0))?;
-    let rule = &mut rules[index];
-    if let Some(n) = &mut rule.remaining {
+    let rule = rules
+        .iter_mut()
+        .find(|r| r.matcher.matches(record) && r.remaining != Some(0))?;
+    if !matches!(rule.action, Action::StillProcessing(_))
+        && let Some(n) = &mut rule.remaining
+    {
         *n -= 1;
     }
-    Some(rule.action.clone())
+    Some((rule.id, rule.action.clone()))
+}
+
+/// Count one use of the rule with id `id`.
+fn consume(shared: &Shared, id: u64) {
+    let mut rules = shared.rules.lock().unwrap();
+    if let Some(n) = rules
+        .iter_mut()
+        .find(|r| r.id == id)
+        .and_then(|r| r.remaining.as_mut())
+    {
+        *n = n.saturating_sub(1);
+    }
 }
 
 fn finish(shared: &Shared, record: Record) {

@@ -217,6 +217,19 @@ impl Server {
         panic!("the server kept running although start-up should have failed");
     }
 
+    /// Kill with SIGKILL (by PID), as a crash would, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again after [`Server::kill`] (or stop) on the same data directory.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// Stop and start again on the same data directory.
     pub fn restart(&mut self) {
         self.stop();

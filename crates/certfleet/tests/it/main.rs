@@ -5,6 +5,7 @@ mod bad_input;
 mod chains;
 mod faults;
 mod harness;
+mod heavy;
 mod issuance;
 mod issuers;
 mod lifecycle;
