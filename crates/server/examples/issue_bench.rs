@@ -75,6 +75,8 @@ impl Env {
             va_nosleep: true,
             validity_secs: None,
             eab_keys: Vec::new(),
+            // The figures in docs/benchmarks.md were measured with Debian's 2.4.
+            release: certfleet_testkit::PebbleRelease::Bookworm,
             ..PebbleOptions::fast()
         })
         .await;

@@ -46,12 +46,16 @@ pub struct PebbleOptions {
 /// Which Pebble runs. Debian bookworm's 2.4 is installed by `apt-get`; the newer releases are
 /// unpacked by `scripts/testbed` into [`testbed_cache`](crate::testbed_cache) (TESTBED.md §1c).
 /// pebble-challtestsrv is always bookworm's, which serves as DNS for every release.
+///
+/// The default is trixie's 2.6: bookworm's 2.4 sometimes deadlocks under concurrent orders
+/// (docs/benchmarks.md), and 2.6 answers ARI, so renewals send `replaces` as they would to
+/// Let's Encrypt. 2.6 picks no random profile (2.10 does for orders that name none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PebbleRelease {
     /// Debian bookworm's 2.4.0 (`/usr/bin/pebble`): no ARI, no profiles.
-    #[default]
     Bookworm,
-    /// Debian trixie's 2.6.0: ARI (`renewalInfo`), no profiles.
+    /// Debian trixie's 2.6.0: ARI (`renewalInfo`), no profiles. The default.
+    #[default]
     Trixie,
     /// Debian sid's 2.10.0: ARI and profiles (`meta.profiles`).
     Sid,
