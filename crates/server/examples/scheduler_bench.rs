@@ -63,7 +63,13 @@ fn populate(db: &Path, count: usize) {
             cert.execute(rusqlite::params![id, name, domains, due, t])
                 .expect("insert");
             version
-                .execute(rusqlite::params![id, format!("{i:x}"), t - DAY, t + 89 * DAY, leaf])
+                .execute(rusqlite::params![
+                    id,
+                    format!("{i:x}"),
+                    t - DAY,
+                    t + 89 * DAY,
+                    leaf
+                ])
                 .expect("insert");
         }
     }
@@ -150,7 +156,10 @@ fn cli_list(bin: &Path, dir: &Path, count: usize) {
         .arg(&data)
         .args(["server", "--listen", &format!("127.0.0.1:{api}")])
         .args(["--http01-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--directory", &format!("https://127.0.0.1:{}/dir", free_port())])
+        .args([
+            "--directory",
+            &format!("https://127.0.0.1:{}/dir", free_port()),
+        ])
         .env("CERTFLEET_KEK", &kek)
         .env("CERTFLEET_LOG", "warn")
         .stdout(Stdio::null())
@@ -158,7 +167,9 @@ fn cli_list(bin: &Path, dir: &Path, count: usize) {
         .spawn()
         .expect("start certfleet server");
     for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", api)).is_ok() && data.join("server.json").exists() {
+        if std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
+            && data.join("server.json").exists()
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(25));
@@ -173,14 +184,20 @@ fn cli_list(bin: &Path, dir: &Path, count: usize) {
             .output()
             .expect("cert ls");
         runs.push(begin.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(listed.len(), count);
     }
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
     let (med, p95) = median_and_p95(runs);
-    println!("{count:>7} certificates: `certfleet cert ls --json` end to end {med:.0} ms (max of 7: {p95:.0} ms)");
+    println!(
+        "{count:>7} certificates: `certfleet cert ls --json` end to end {med:.0} ms (max of 7: {p95:.0} ms)"
+    );
 }
 
 #[tokio::main]

@@ -42,17 +42,14 @@ struct RecordOrder<'a> {
 #[async_trait]
 impl OrderObserver for RecordOrder<'_> {
     async fn order_created(&self, url: &str) {
+        // (A key kept for an earlier order was forgotten when that order was given up.)
         if let Err(e) = self.store.set_order_url(self.name, Some(url)).await {
             tracing::warn!(certificate = self.name, error = %e, "could not record the order URL");
         }
-        // A key kept for an earlier order belongs to that order.
-        if let Err(e) = self.store.set_pending_key(self.name, None).await {
-            tracing::warn!(certificate = self.name, error = %e, "could not forget the old order's key");
-        }
     }
 
-    async fn key_generated(&self, url: &str, key_pem: &Secret) -> Result<(), StoreError> {
-        self.store.set_order_url(self.name, Some(url)).await?;
+    async fn key_generated(&self, _url: &str, key_pem: &Secret) -> Result<(), StoreError> {
+        // The order's URL was stored when it was created (or is the one being continued).
         self.store.set_pending_key(self.name, Some(key_pem)).await
     }
 }

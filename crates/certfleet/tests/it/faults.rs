@@ -165,7 +165,16 @@ async fn resets_and_slow_answers_resume_the_same_order() {
         3,
         "one order per version, none for the retries"
     );
-    assert_eq!(detail["versions"][1]["order_url"], serde_json::Value::Null);
+    assert_eq!(
+        detail["versions"][1]["order_url"],
+        order.as_str(),
+        "version 2 came from the order kept after the reset"
+    );
+    assert_eq!(
+        detail["order_url"],
+        serde_json::Value::Null,
+        "nothing in flight"
+    );
     assert!(
         proxy
             .requests()

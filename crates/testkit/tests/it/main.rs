@@ -183,14 +183,21 @@ async fn get(ca_pem: &str, url: &str) -> Result<(u16, Option<String>, String), S
         .header("User-Agent", "testkit-test")
         .body(Empty::new())
         .unwrap();
-    let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_string());
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok((status, retry_after, String::from_utf8_lossy(&body).into_owned()))
+    Ok((
+        status,
+        retry_after,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
 }
 
 #[tokio::test]
@@ -212,7 +219,10 @@ async fn fault_proxy_forwards_injects_and_records() {
     proxy.add(Rule::new(Match::get("/dir"), Action::unavailable("7")).times(1));
     let (status, retry_after, body) = get(&ca, &proxy.directory_url()).await.unwrap();
     assert_eq!((status, retry_after.as_deref()), (503, Some("7")));
-    assert!(body.contains("urn:ietf:params:acme:error:serverInternal"), "{body}");
+    assert!(
+        body.contains("urn:ietf:params:acme:error:serverInternal"),
+        "{body}"
+    );
     assert_eq!(get(&ca, &proxy.directory_url()).await.unwrap().0, 200);
 
     // A reset: the client gets no answer at all.
@@ -221,7 +231,13 @@ async fn fault_proxy_forwards_injects_and_records() {
     assert_eq!(get(&ca, &proxy.directory_url()).await.unwrap().0, 200);
 
     // A slow answer.
-    proxy.add(Rule::new(Match::get("/dir"), Action::Delay(Duration::from_millis(600))).times(1));
+    proxy.add(
+        Rule::new(
+            Match::get("/dir"),
+            Action::Delay(Duration::from_millis(600)),
+        )
+        .times(1),
+    );
     let started = Instant::now();
     assert_eq!(get(&ca, &proxy.directory_url()).await.unwrap().0, 200);
     assert!(started.elapsed() >= Duration::from_millis(600));
