@@ -140,6 +140,27 @@ pub enum AcmeError {
     /// Transport failure in the middle of an order.
     #[error("talking to the CA failed: {0}")]
     Transport(String),
+    /// The CA does not know (or no longer accepts) the account the request was signed with.
+    #[error("the CA no longer accepts ACME account {account}: {problem}")]
+    AccountGone {
+        /// The account URL.
+        account: String,
+        /// The CA's problem.
+        problem: Problem,
+    },
+    /// The CA is still working on the order and asks not to be polled before `retry_at`,
+    /// which is past the order timeout: the order is left at the CA to be resumed then.
+    #[error(
+        "order {order_url} is still {status} at the CA, which asks to come back at {retry_at} (Unix time)"
+    )]
+    NotYet {
+        /// The order URL.
+        order_url: String,
+        /// Its status (`processing`, `pending`, `ready`).
+        status: String,
+        /// When the CA asks to be asked again (Unix seconds).
+        retry_at: i64,
+    },
 }
 
 impl AcmeError {
@@ -147,7 +168,7 @@ impl AcmeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AcmeError::Problem(p) => p.is_retryable(),
-            AcmeError::Transport(_) | AcmeError::Timeout(_) => true,
+            AcmeError::Transport(_) | AcmeError::Timeout(_) | AcmeError::NotYet { .. } => true,
             _ => false,
         }
     }

@@ -3,7 +3,13 @@
 //! Trusts the system's roots plus any extra roots configured for the issuer (a private CA, or
 //! Pebble in tests), and bounds every request by a timeout so that a CA that accepts a
 //! connection and never answers cannot stall an order forever.
+//!
+//! A `503 Service Unavailable` with a short Retry-After (at most [`INLINE_RETRY_MAX`]) is
+//! sent again after the delay, up to [`INLINE_RETRIES`] times, instead of failing the order.
+//! The Retry-After of the last error answer is kept for the caller in [`Hints`]: wrap the
+//! work in [`with_hints`] to read it (instant-acme does not hand response headers back).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -11,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -22,8 +29,72 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::error::AcmeError;
 
+/// What certfleet calls itself in requests to a CA (RFC 8555 §6.1).
+pub const USER_AGENT: &str = concat!("certfleet/", env!("CARGO_PKG_VERSION"));
 /// Default bound on one request to the CA.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest Retry-After of a 503 answer that is waited out within the request.
+pub const INLINE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// How many times one request is sent again after a 503 with a short Retry-After.
+pub const INLINE_RETRIES: u32 = 3;
+
+/// What the last error answer from the CA said beyond its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// Its `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    /// Its status.
+    pub status: Option<u16>,
+}
+
+tokio::task_local! {
+    static HINTS: RefCell<Hints>;
+}
+
+/// Run `work`, returning its output and the [`Hints`] of the last answer if it was an error
+/// (cleared by every successful answer in between).
+pub async fn with_hints<F: Future>(work: F) -> (F::Output, Hints) {
+    HINTS
+        .scope(RefCell::new(Hints::default()), async {
+            let out = work.await;
+            let hints = HINTS.with(|h| h.borrow().clone());
+            (out, hints)
+        })
+        .await
+}
+
+fn record_hints<B>(response: &Response<B>) {
+    let status = response.status();
+    let _ = HINTS.try_with(|h| {
+        let mut h = h.borrow_mut();
+        if status.is_client_error() || status.is_server_error() {
+            h.retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            h.status = Some(status.as_u16());
+        } else {
+            *h = Hints::default();
+        }
+    });
+}
+
+/// How long a 503 answer asks to wait, if it is short enough to wait within the request.
+fn inline_wait<B>(response: &Response<B>) -> Option<Duration> {
+    if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let value = response
+        .headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    let now = certfleet_core::time::now();
+    let at = certfleet_core::policy::retry_after(value, now)?;
+    let wait = Duration::from_secs(u64::try_from(at - now).ok()?);
+    (wait <= INLINE_RETRY_MAX).then_some(wait.max(Duration::from_millis(100)))
+}
 
 type Inner = Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
@@ -93,15 +164,53 @@ impl HttpClient for CaClient {
         &self,
         req: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let fut = self.inner.request(req);
+        let inner = self.inner.clone();
         let timeout = self.timeout;
         Box::pin(async move {
-            match tokio::time::timeout(timeout, fut).await {
-                Ok(Ok(rsp)) => Ok(BytesResponse::from(rsp)),
-                Ok(Err(e)) => Err(instant_acme::Error::Other(Box::new(e))),
-                Err(_) => Err(instant_acme::Error::Other(
-                    format!("no answer within {} s", timeout.as_secs_f32()).into(),
-                )),
+            let (parts, body) = req.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            let mut attempt = 0;
+            loop {
+                let mut builder = Request::builder()
+                    .method(parts.method.clone())
+                    .uri(parts.uri.clone())
+                    .version(parts.version);
+                if let Some(headers) = builder.headers_mut() {
+                    headers.extend(parts.headers.clone());
+                    // RFC 8555 §6.1: clients send a User-Agent (Pebble ≥ 2.7 requires one).
+                    headers
+                        .entry(http::header::USER_AGENT)
+                        .or_insert(http::HeaderValue::from_static(USER_AGENT));
+                }
+                let request = builder
+                    .body(BodyWrapper::from(body.to_vec()))
+                    .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+                let response = match tokio::time::timeout(timeout, inner.request(request)).await {
+                    Ok(Ok(rsp)) => rsp,
+                    Ok(Err(e)) => return Err(instant_acme::Error::Other(Box::new(e))),
+                    Err(_) => {
+                        return Err(instant_acme::Error::Other(
+                            format!("no answer within {} s", timeout.as_secs_f32()).into(),
+                        ));
+                    }
+                };
+                if attempt < INLINE_RETRIES
+                    && let Some(wait) = inline_wait(&response)
+                {
+                    attempt += 1;
+                    tracing::info!(
+                        url = %parts.uri,
+                        wait_secs = wait.as_secs_f32(),
+                        "the CA answered 503 with a short Retry-After; sending again after it"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                record_hints(&response);
+                return Ok(BytesResponse::from(response));
             }
         })
     }

@@ -37,6 +37,8 @@ pub struct CertInfo {
     /// The key's kind and size as certfleet names them (`ecdsa-p256`, `rsa2048`), or a
     /// description of another algorithm.
     pub key: String,
+    /// The issuer's common name, if it has one.
+    pub issuer_cn: Option<String>,
 }
 
 /// A PEM chain split into leaf and the rest.
@@ -89,6 +91,16 @@ impl ParsedChain {
         &self.certs[0]
     }
 
+    /// The issuer DN of the top (last) certificate: the root the chain leads to.
+    pub fn root(&self) -> &str {
+        &self.certs[self.certs.len() - 1].issuer
+    }
+
+    /// The common name of [`Self::root`], which `preferred_chain` is compared with.
+    pub fn root_name(&self) -> Option<&str> {
+        self.certs[self.certs.len() - 1].issuer_cn.as_deref()
+    }
+
     /// Check that the leaf holds `public_key` and covers exactly `names`.
     pub fn check_matches(&self, names: &[DnsName], public_key: &[u8]) -> Result<(), String> {
         let leaf = self.leaf();
@@ -134,6 +146,12 @@ pub fn info_from_der(der: &[u8]) -> Result<CertInfo, String> {
         dns_names,
         public_key: cert.public_key().subject_public_key.data.to_vec(),
         key: key_description(&cert),
+        issuer_cn: cert
+            .issuer()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string),
     })
 }
 
@@ -190,6 +208,9 @@ mod tests {
         let names = [DnsName::parse("a.example.com").unwrap()];
         chain.check_matches(&names, key.public_key_raw()).unwrap();
         assert_eq!(chain.leaf().key, "ecdsa-p256");
+        // Self-signed: the chain leads to the leaf's own subject.
+        assert_eq!(chain.root(), chain.leaf().subject);
+        assert_eq!(chain.root_name(), Some("rcgen self signed cert"));
         let other = [DnsName::parse("b.example.com").unwrap()];
         assert!(
             chain

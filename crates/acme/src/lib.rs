@@ -4,18 +4,30 @@
 //! - [`keys`]: a fresh private key per version and its CSR.
 //! - [`inspect`]: reading PEM chains and checking that what the CA sent is what we asked for.
 //! - [`import`]: checking and ordering certificate material a person imports.
-//! - [`issuer`]: [`AcmeIssuer`], which owns one account per issuer and runs orders.
+//! - [`issuer`]: [`AcmeIssuer`], which owns one account per issuer ([`account`]) and runs
+//!   orders ([`order`]); [`cleanup`] withdraws the responses of a cancelled order.
+//! - [`directory`]: the CA's directory (ARI, profiles); [`jws`]: certfleet's own signed
+//!   requests (account object, order polls, chain downloads with alternates).
+//! - [`ca`]: the [`Acme`] trait the renewal engine talks to (a fake CA in simulations);
+//!   [`ari`]: renewal information (RFC 9773).
 //! - [`error`]: [`AcmeError`], keeping the CA's problem document typed.
 #![warn(missing_docs)]
 
+pub mod account;
+pub mod ari;
+pub mod ca;
 pub mod cleanup;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod import;
 pub mod inspect;
 pub mod issuer;
+pub mod jws;
 pub mod keys;
+pub mod order;
 
+pub use ca::{Acme, OrderFailure, OrderObserver, OrderRequest, RenewalInfo, Resume};
 pub use error::AcmeError;
 pub use inspect::{CertInfo, ParsedChain};
-pub use issuer::{AcmeIssuer, Issued, IssuerConfig, OrderObserver};
+pub use issuer::{AcmeIssuer, Issued, IssuerConfig};

@@ -91,6 +91,15 @@ pub enum CertCommand {
             allow_hyphen_values = true
         )]
         solver_for: Vec<String>,
+        /// When to renew: a duration before expiry (7d, 12h, 90m) or the share of the lifetime
+        /// left (30%) [default: the CA's ARI window, else when a third of the lifetime is left,
+        /// a half for lifetimes under 10 days].
+        #[arg(long, value_name = "DURATION|PERCENT", allow_hyphen_values = true)]
+        renew_before: Option<String>,
+        /// ACME profile to order with, as the CA names it (shortlived, tlsserver); checked
+        /// against the CA's directory [default: the issuer's].
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
         /// Wait until the certificate is issued or issuance failed.
         #[arg(long)]
         wait: bool,
@@ -113,9 +122,17 @@ pub enum CertCommand {
         conn: Connection,
     },
     /// Issue a new version now.
+    #[command(
+        after_help = "When the CA answered an earlier request with Retry-After (say, a rate limit), \
+renew refuses until that time has passed, as the scheduler does; --force sends the order anyway."
+    )]
     Renew {
         /// Certificate name.
         name: String,
+        /// Send the order even though the CA asked (Retry-After) to wait; the CA may refuse
+        /// it again and a new Retry-After is then stored.
+        #[arg(long)]
+        force: bool,
         /// Wait until the new version is issued or issuance failed.
         #[arg(long)]
         wait: bool,
@@ -237,6 +254,8 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
             challenge,
             solver,
             solver_for,
+            renew_before,
+            profile,
             wait,
             timeout,
             conn,
@@ -265,6 +284,8 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
                 labels: labels.as_map().clone(),
                 solver,
                 solvers,
+                profile,
+                renew_before,
             };
             let view: CertificateView = api.post("/api/v1/certificates", Some(&body)).await?;
             if !json {
@@ -304,14 +325,16 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
         }
         CertCommand::Renew {
             name,
+            force,
             wait,
             timeout,
             conn,
         } => {
             let api = connect(conn)?;
             let before: CertificateView = api.get(&cert_path(&name)).await?;
+            let force = if force { "?force=true" } else { "" };
             let view: CertificateView = api
-                .post(&format!("{}/renew", cert_path(&name)), None::<&()>)
+                .post(&format!("{}/renew{force}", cert_path(&name)), None::<&()>)
                 .await?;
             if !json {
                 eprintln!("{name}: renewal started");
@@ -603,6 +626,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
         "DAYS LEFT",
         "AUTO-RENEW",
         "STATUS",
+        "NEXT",
         "DEPLOYED",
         "LAST ERROR",
     ];
@@ -622,6 +646,7 @@ pub fn list_table(certs: &[CertificateView]) -> String {
                     .unwrap_or_else(|| "-".into()),
                 if c.auto_renew { "yes" } else { "no" }.into(),
                 status_cell(c),
+                next_column(c),
                 deployed_cell(c),
                 c.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
@@ -644,6 +669,18 @@ fn deployed_cell(c: &CertificateView) -> String {
         "-".into()
     } else {
         format!("{}/{}", c.deployed.in_sync, c.deployed.entitled)
+    }
+}
+
+/// When certfleet looks at a certificate next, for the NEXT column.
+fn next_column(c: &CertificateView) -> String {
+    if c.in_progress {
+        return "now".into();
+    }
+    match (&c.next_attempt, &c.retry_after) {
+        (_, Some(ra)) => format!("{} (CA asked)", short_time(ra)),
+        (Some(next), None) => short_time(next),
+        (None, None) => "-".into(),
     }
 }
 
@@ -684,6 +721,49 @@ fn show_text(d: &CertificateDetail) -> String {
     if let Some(e) = &c.last_error {
         out.push_str(&format!("Last error:  {e}\n"));
     }
+    let optional = [
+        (
+            "Failures:",
+            (c.failure_streak > 0).then(|| format!("{} in a row", c.failure_streak)),
+        ),
+        (
+            "Next:",
+            c.in_progress
+                .then(|| "now (an attempt is running)".to_string())
+                .or_else(|| c.next_attempt.clone()),
+        ),
+        (
+            "Not before:",
+            c.retry_after
+                .clone()
+                .map(|t| format!("{t} (the CA's Retry-After)")),
+        ),
+        ("Profile:", c.profile.clone()),
+        (
+            "Renew:",
+            c.renew_before
+                .as_deref()
+                .map(|r| match r.strip_suffix('%') {
+                    Some(p) => format!("when {p}% of the lifetime is left"),
+                    None => format!("{r} before expiry"),
+                }),
+        ),
+        (
+            "ARI window:",
+            c.ari_window
+                .as_ref()
+                .map(|w| format!("{} .. {}", w.start, w.end)),
+        ),
+        (
+            "Order:",
+            c.order_url.clone().map(|u| format!("{u} (in flight)")),
+        ),
+    ];
+    for (label, value) in optional {
+        if let Some(value) = value {
+            out.push_str(&format!("{label:<12} {value}\n"));
+        }
+    }
     for v in &d.versions {
         out.push_str(&format!(
             "\nVersion {}{}\n  Serial:      {}\n  Valid:       {} .. {}\n  Key:         {}\n  Issued at:   {}\n",
@@ -695,6 +775,9 @@ fn show_text(d: &CertificateDetail) -> String {
             v.key,
             v.issued_at
         ));
+        if let Some(root) = &v.root {
+            out.push_str(&format!("  Root:        {root}\n"));
+        }
         for (i, entry) in v.chain.iter().enumerate() {
             let role = if i == 0 { "Leaf" } else { "Chain" };
             out.push_str(&format!(

@@ -43,6 +43,10 @@ pub struct ServerArgs {
     /// each name. Without it there is no tls-alpn-01 solver.
     #[arg(long, value_name = "ADDR")]
     tls_alpn_listen: Option<String>,
+    /// Prefer the CA's alternate chain whose top certificate is issued by this common name
+    /// (RFC 8555 §7.4.2), such as "ISRG Root X1"; the default chain when none matches.
+    #[arg(long, value_name = "ISSUER CN")]
+    preferred_chain: Option<String>,
     /// Orders in flight at once [default: 16].
     #[arg(long, value_name = "N")]
     max_concurrent_orders: Option<usize>,
@@ -101,6 +105,7 @@ pub async fn run(args: ServerArgs, data_dir: Option<PathBuf>, json: bool) -> Res
         tls_names: args.tls_names,
         http01_confirm_timeout_secs: args.http01_confirm_timeout,
         tls_alpn_listen: args.tls_alpn_listen,
+        preferred_chain: args.preferred_chain,
     };
     let mut settings = file.resolve(overrides).map_err(|e| {
         CliError::failure(format!("invalid configuration: {e}")).kind("invalid-config")

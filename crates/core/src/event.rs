@@ -156,14 +156,18 @@ impl FromStr for Severity {
 
 impl Event {
     /// How urgent this event is: failures (issuance, renewal, deployment) are errors; expiry is
-    /// a warning, an error once a day or less is left; revocations, cancellations and a served
-    /// certificate that differs from the deployed one are warnings; the rest is info.
+    /// a warning, an error once a day or less is left; revocations, cancellations, a served
+    /// certificate that differs from the deployed one, an abandoned order, a renewal setting
+    /// that cannot apply and a re-registered account are warnings; the rest is info.
     pub fn severity(&self) -> Severity {
         match self.kind {
             EventKind::Failed | EventKind::RenewalFailed | EventKind::DeployFailed => {
                 Severity::Error
             }
-            EventKind::ServedMismatch => Severity::Warning,
+            EventKind::ServedMismatch
+            | EventKind::OrderAbandoned
+            | EventKind::PolicyWarning
+            | EventKind::AccountReregistered => Severity::Warning,
             EventKind::Expiring => match self.details.not_after {
                 Some(not_after) if not_after - self.at <= DAY => Severity::Error,
                 _ => Severity::Warning,

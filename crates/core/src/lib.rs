@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod labels;
 pub mod model;
 pub mod name;
+pub mod policy;
 pub mod rules;
 pub mod secret;
 pub mod solver;

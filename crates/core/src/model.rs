@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::challenge::ChallengeKind;
 use crate::labels::Labels;
 use crate::name::DnsName;
+use crate::policy::{AriWindow, RenewBefore};
 use crate::rules::SolverRules;
 use crate::secret::Secret;
 use crate::time::UnixTime;
@@ -219,6 +220,10 @@ pub struct NewCertificate {
     pub source: Source,
     /// Which solver proves which name (empty: the challenge type's solver for all).
     pub solvers: SolverRules,
+    /// ACME profile to order with (`shortlived`, `tlsserver`); `None`: the issuer's default.
+    pub profile: Option<String>,
+    /// When to renew instead of the lifetime rule.
+    pub renew_before: Option<RenewBefore>,
 }
 
 /// A managed certificate (DESIGN.md §3).
@@ -265,6 +270,22 @@ pub struct Certificate {
     /// Which solver proves which name (empty: the challenge type's solver for all).
     #[serde(default)]
     pub solvers: SolverRules,
+    /// ACME profile to order with; `None`: the issuer's default.
+    pub profile: Option<String>,
+    /// When to renew instead of the lifetime rule.
+    pub renew_before: Option<RenewBefore>,
+    /// The CA asked (Retry-After) not to be sent a request for this certificate before then.
+    pub retry_after: Option<UnixTime>,
+    /// notBefore of the current version.
+    pub not_before: Option<UnixTime>,
+    /// The CA's ARI window for the current version (RFC 9773), when it offered one.
+    pub ari_window: Option<AriWindow>,
+    /// When to ask the CA for the ARI window again.
+    pub ari_fetch_at: Option<UnixTime>,
+    /// Who is working on it (a scheduler or API request of one server process).
+    pub claim_owner: Option<String>,
+    /// Until when the claim holds; past it, another owner may take the certificate over.
+    pub claim_until: Option<UnixTime>,
 }
 
 /// What a version was issued for: its names, issuer and key kind.
@@ -317,6 +338,14 @@ impl Certificate {
             parts.push(format!("issuer {} → {}", current.issuer, self.issuer));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// The current version's validity, once there is one.
+    pub fn lifetime(&self) -> Option<crate::policy::Lifetime> {
+        Some(crate::policy::Lifetime {
+            not_before: self.not_before?,
+            not_after: self.not_after?,
+        })
     }
 }
 
@@ -385,6 +414,8 @@ pub struct AccountRecord {
     pub credentials: Secret,
     /// Creation time.
     pub created_at: UnixTime,
+    /// The contacts the CA confirmed for the account (RFC 8555 §7.3.2), `mailto:` URLs.
+    pub contacts: Vec<String>,
 }
 
 /// What happened (append-only audit log that later feeds notifications).
@@ -432,11 +463,20 @@ pub enum EventKind {
     TokenCreated,
     /// An API token was revoked.
     TokenRevoked,
+    /// The CA no longer knew the stored account (`accountDoesNotExist`); a new one was
+    /// registered with the same settings.
+    AccountReregistered,
+    /// The CA is still working on an order; it is left there and resumed later.
+    OrderPending,
+    /// An order in flight was given up (its URL is in the message).
+    OrderAbandoned,
+    /// A renewal setting could not be applied (say, `renew_before` longer than the lifetime).
+    PolicyWarning,
 }
 
 impl EventKind {
     /// Every kind, in the order they were added.
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::Created,
         EventKind::IssuanceStarted,
         EventKind::Issued,
@@ -457,6 +497,10 @@ impl EventKind {
         EventKind::LabelsChanged,
         EventKind::TokenCreated,
         EventKind::TokenRevoked,
+        EventKind::AccountReregistered,
+        EventKind::OrderPending,
+        EventKind::OrderAbandoned,
+        EventKind::PolicyWarning,
     ];
 
     /// The stored name.
@@ -482,6 +526,10 @@ impl EventKind {
             EventKind::LabelsChanged => "labels_changed",
             EventKind::TokenCreated => "token_created",
             EventKind::TokenRevoked => "token_revoked",
+            EventKind::AccountReregistered => "account_reregistered",
+            EventKind::OrderPending => "order_pending",
+            EventKind::OrderAbandoned => "order_abandoned",
+            EventKind::PolicyWarning => "policy_warning",
         }
     }
 }
@@ -563,6 +611,14 @@ mod tests {
             }),
             labels: Labels::new(),
             solvers: SolverRules::default(),
+            profile: None,
+            renew_before: None,
+            retry_after: None,
+            not_before: None,
+            ari_window: None,
+            ari_fetch_at: None,
+            claim_owner: None,
+            claim_until: None,
         };
         assert_eq!(cert.declaration_mismatch(), None, "order does not matter");
         cert.domains.push(DnsName::parse("c.example.test").unwrap());

@@ -18,6 +18,7 @@ use crate::model::{
     AccountRecord, Certificate, CertificateStatus, Event, EventKind, NewCertificate, NewVersion,
     Source, Version,
 };
+use crate::policy::AriWindow;
 use crate::rules::PresentedChallenge;
 use crate::secret::Secret;
 use crate::time::UnixTime;
@@ -79,7 +80,9 @@ pub trait Store: Send + Sync + 'static {
     /// Remember (or forget, with `None`) the ACME order in flight.
     async fn set_order_url(&self, name: &str, url: Option<&str>) -> Result<(), StoreError>;
 
-    /// Store a new version, make it current, mark the certificate valid, clear the order.
+    /// Store a new version, make it current, mark the certificate valid, clear the order,
+    /// its pending key and any Retry-After, all in one transaction; the previous version and
+    /// its key stay readable.
     async fn add_version(&self, name: &str, version: NewVersion) -> Result<Version, StoreError>;
 
     /// Every version of a certificate, oldest first.
@@ -222,4 +225,83 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forget recorded responses of `solver` once they are withdrawn.
     async fn forget_presented(&self, solver: &str, tokens: &[String]) -> Result<(), StoreError>;
+
+    // --- Renewal: claims, schedule, orders in flight (issue 6) ---------------------------
+    //
+    // A certificate is worked on by one owner at a time. A claim names the owner and lasts
+    // until `until`; while claimed, `next_due` is `until`, so a claim whose owner died makes
+    // the certificate due again when it expires. Several replicas of a shared store (the
+    // PostgreSQL store) call exactly these methods.
+
+    /// Claim up to `limit` auto-renewable (`source = acme`) certificates whose `next_due` is
+    /// at or before `now` and that no one else holds, earliest due first, for `owner` until
+    /// `until` (their `next_due` becomes `until`). Returns them as claimed.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Certificate>, StoreError>;
+
+    /// Claim one certificate whatever its `next_due` (a person asked to renew it); `None`
+    /// when another owner holds a claim that lasts past `now`. [`StoreError::NotFound`] for
+    /// an unknown name.
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<Option<Certificate>, StoreError>;
+
+    /// Extend `owner`'s claim to `until`; false when `owner` no longer holds it.
+    async fn extend_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        until: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// End `owner`'s claim and set when the certificate is due next (`None`: never, until
+    /// something changes). False (and nothing changed) when `owner` does not hold the claim.
+    async fn release_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        next_due: Option<UnixTime>,
+    ) -> Result<bool, StoreError>;
+
+    /// Drop every claim, making the claimed certificates due at `now`. Only for a store used
+    /// by one process (the embedded SQLite store, whose data directory is locked): at
+    /// start-up the claims of a previous run are known to be dead. Returns how many.
+    async fn release_all_claims(&self, now: UnixTime) -> Result<u64, StoreError>;
+
+    /// The earliest `next_due` of any auto-renewable certificate (claimed ones count with
+    /// their claim's end); what the scheduler sleeps until.
+    async fn next_due(&self) -> Result<Option<UnixTime>, StoreError>;
+
+    /// Remember (or forget) the CA's Retry-After for a certificate: no request before `at`.
+    async fn set_retry_after(&self, name: &str, at: Option<UnixTime>) -> Result<(), StoreError>;
+
+    /// Keep the private key of the order in flight (sealed), before finalize sends its CSR,
+    /// so that a restart can download the certificate of a finalized order instead of
+    /// ordering again; `None` forgets it. [`Store::add_version`] forgets it too.
+    async fn set_pending_key(&self, name: &str, key: Option<&Secret>) -> Result<(), StoreError>;
+
+    /// The key kept by [`Store::set_pending_key`], unsealed.
+    async fn pending_key(&self, name: &str) -> Result<Option<Secret>, StoreError>;
+
+    /// One version of a certificate, `None` if there is no such version.
+    async fn version(&self, name: &str, seq: u32) -> Result<Option<Version>, StoreError>;
+
+    /// Record the CA's ARI window for version `seq` (`None`: none usable) and when to ask
+    /// again.
+    async fn set_ari(
+        &self,
+        name: &str,
+        seq: u32,
+        window: Option<AriWindow>,
+        fetch_at: Option<UnixTime>,
+    ) -> Result<(), StoreError>;
 }

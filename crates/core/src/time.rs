@@ -16,6 +16,23 @@ pub fn now() -> UnixTime {
         .unwrap_or(0)
 }
 
+/// Where "now" comes from: the system clock in production, simulated time in tests (the
+/// renewal engine reads the time only through this).
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> UnixTime;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        now()
+    }
+}
+
 /// Whole days from `now` until `not_after`, rounded down; negative once expired.
 pub fn days_left(not_after: UnixTime, now: UnixTime) -> i64 {
     (not_after - now).div_euclid(DAY)

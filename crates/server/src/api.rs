@@ -7,7 +7,7 @@
 //! | POST   | `/api/v1/certificates`                 | declare and start issuing    |
 //! | GET    | `/api/v1/certificates/{name}`          | one, with versions           |
 //! | DELETE | `/api/v1/certificates/{name}`          | remove                       |
-//! | POST   | `/api/v1/certificates/{name}/renew`    | issue a new version now      |
+//! | POST   | `/api/v1/certificates/{name}/renew`    | issue a new version now (`?force=true` ignores the CA's Retry-After) |
 //! | GET    | `/api/v1/certificates/{name}/bundle`   | PEM files of the current one |
 //! | POST   | `/api/v1/certificates/{name}/import`   | import files ([`crate::manual`]) |
 //! | POST   | `/api/v1/certificates/{name}/manage`   | renew an import over ACME    |
@@ -29,7 +29,9 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::config::{CertificateRequest, validate_certificate};
 use crate::fleet;
+use crate::issuance::{Started, Trigger};
 use crate::problem::ApiError;
+use crate::validate::{ProfileCheck, check_profile};
 use crate::views::{
     AddCertificate, BundleView, CertificateDetail, CertificateView, ChainEntry, IssuerView,
     VersionView, rfc3339,
@@ -91,6 +93,8 @@ async fn add(
         challenge: body.challenge.as_deref(),
         solver: body.solver.as_deref(),
         solvers: Some(&body.solvers),
+        profile: body.profile.as_deref(),
+        renew_before: body.renew_before.as_deref(),
     };
     let settings = validate_certificate("", &request, &app.issuer_settings, &app.solver_kinds)?;
     let labels = Labels::from_map(body.labels.clone())
@@ -113,6 +117,20 @@ async fn add(
             settings.issuer
         )));
     }
+    if let Some(profile) = &settings.profile {
+        match check_profile(issuer.as_ref(), profile).await {
+            Ok(()) => {}
+            Err(ProfileCheck::Refused(message)) => {
+                return Err(ApiError::invalid("profile", message));
+            }
+            Err(ProfileCheck::Unreachable(e)) => {
+                return Err(ApiError::issuer_unusable(format!(
+                    "issuer {:?}: {e}",
+                    settings.issuer
+                )));
+            }
+        }
+    }
     let new = NewCertificate {
         name: settings.name,
         domains: settings.domains,
@@ -121,6 +139,8 @@ async fn add(
         challenge: settings.challenge,
         source: Source::Acme,
         solvers: settings.solvers,
+        profile: settings.profile,
+        renew_before: settings.renew_before,
     };
     let created = app.store.create_certificate(&new).await?;
     let name = created.name.as_str();
@@ -138,7 +158,11 @@ async fn add(
     app.store
         .append_event(Some(name), EventKind::Created, &message)
         .await?;
-    app.issuance.start(name).await?;
+    // Start at once; should the scheduler have been quicker, it is running anyway.
+    app.issuance
+        .start(name, Trigger::Requested { force: false })
+        .await?;
+    app.issuance.poke();
     let now = certfleet_core::time::now();
     let current = app.store.certificate(name).await?.unwrap_or(created);
     Ok((
@@ -238,10 +262,18 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize)]
+struct RenewQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 async fn renew(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    query: Result<Query<RenewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(StatusCode, Json<CertificateView>), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     checked_name(&name)?;
     let cert = app
         .store
@@ -257,11 +289,29 @@ async fn renew(
             ),
         ));
     }
-    if !app.issuance.start(&name).await? {
-        return Err(ApiError::conflict(
-            "name",
-            format!("an order for {name:?} is already in progress"),
-        ));
+    match app
+        .issuance
+        .start(&name, Trigger::Requested { force: query.force })
+        .await?
+    {
+        Started::Started => {}
+        Started::Busy => {
+            return Err(ApiError::conflict(
+                "name",
+                format!("an order for {name:?} is already in progress"),
+            ));
+        }
+        Started::NotBefore(at) => {
+            return Err(ApiError::not_before(
+                at,
+                format!(
+                    "the CA asked (Retry-After) not to be sent requests for {name:?} before {}; \
+                     certfleet tries again then by itself, or renew with force (--force) to \
+                     send the order now anyway",
+                    rfc3339(at)
+                ),
+            ));
+        }
     }
     let now = certfleet_core::time::now();
     let cert = app.store.certificate(&name).await?.unwrap_or(cert);
@@ -308,11 +358,17 @@ async fn issuers(State(app): State<Arc<App>>) -> Result<Json<Vec<IssuerView>>, A
     let mut out = Vec::new();
     for (name, settings) in &app.issuer_settings {
         let account = app.store.account(name, &settings.directory).await?;
+        let (account_url, contacts) = match account {
+            Some(a) => (Some(a.account_url), a.contacts),
+            None => (None, Vec::new()),
+        };
         out.push(IssuerView {
             name: name.clone(),
             directory: settings.directory.clone(),
-            contacts: settings.contacts.clone(),
-            account_url: account.map(|a| a.account_url),
+            contacts,
+            account_url,
+            configured_contacts: settings.contacts.clone(),
+            preferred_chain: settings.preferred_chain.clone(),
         });
     }
     Ok(Json(out))

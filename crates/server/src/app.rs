@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use certfleet_acme::Acme;
 use certfleet_acme::issuer::Eab;
 use certfleet_acme::{AcmeIssuer, IssuerConfig};
+use certfleet_core::time::Clock;
 use certfleet_core::{
-    Certificate, CertificateStatus, ChallengeKind, EventKind, Labels, NewCertificate, Secret,
-    Solver, Source, Store,
+    Certificate, ChallengeKind, EventKind, Labels, NewCertificate, Secret, Solver, Source, Store,
 };
 use certfleet_solvers::live::{DEFAULT_SYNC_INTERVAL, sync_from_store};
 use certfleet_store::{Sealer, SqliteStore};
@@ -19,16 +20,20 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::TokioClock;
 use crate::config::{IssuerSettings, Settings};
 use crate::datadir::{DataDir, DataDirLock, ServerInfo};
 use crate::fleet::Fleet;
 use crate::fleet::http01::FleetHttp01;
 use crate::issuance::Issuance;
 use crate::registry::SolverRegistry;
-use crate::{ServerError, api, tls};
+use crate::{ServerError, api, scheduler, tls};
 
 /// How often expired HTTP-01 responses are purged from the store.
 pub const CHALLENGE_PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How long start-up waits for the issuers' accounts (loaded, checked with the CA, contacts
+/// brought in line) before serving; slower CAs are waited for in the background.
+pub const ACCOUNT_CHECK_AT_START: Duration = Duration::from_secs(15);
 /// Environment variable holding the key-encryption key (base64 of 32 bytes) instead of a file.
 pub const KEK_ENV: &str = "CERTFLEET_KEK";
 
@@ -139,11 +144,18 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     );
     let (stop, stopped) = watch::channel(false);
     let (fleet, revision_task) = Fleet::start(&store, stopped.clone()).await?;
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
+    let acmes: BTreeMap<String, Arc<dyn Acme>> = issuers
+        .iter()
+        .map(|(name, issuer)| (name.clone(), issuer.clone() as Arc<dyn Acme>))
+        .collect();
     let issuance = Arc::new(Issuance::new(
         store.clone(),
-        issuers.clone(),
+        acmes,
         solvers.clone(),
         settings.max_concurrent_orders,
+        clock.clone(),
+        claim_owner(),
     ));
     let app = Arc::new(App {
         store: store.clone(),
@@ -205,12 +217,21 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         None => None,
     };
 
-    declare_configured(&app, &settings).await?;
+    check_issuers(&app).await;
+    // One server per data directory: claims left by an earlier run died with it.
+    let released = store.release_all_claims(clock.now()).await?;
+    if released > 0 {
+        tracing::info!(
+            count = released,
+            "resuming certificates an earlier run was working on"
+        );
+    }
     // Withdraw what a killed predecessor left published, before any new order starts.
     certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
-    resume_unsettled(&app).await?;
+    declare_configured(&app, &settings).await?;
 
     let mut tasks = vec![
+        scheduler::spawn(app.issuance.clone(), stopped.clone()),
         serve(api_listener, api::router(app.clone()), stopped.clone()),
         serve_unix(unix_listener, api::router(app.clone()), stopped.clone()),
         serve(
@@ -276,9 +297,6 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     })
     .map_err(|e| ServerError::io(format!("writing {}", data.server_info_path().display()), e))?;
     tracing::info!(%api_addr, %http01_addr, data_dir = %settings.data_dir.display(), "certfleet server is running");
-    for issuer in app.issuers.values() {
-        tokio::spawn(check_issuer(issuer.clone()));
-    }
     Ok(Running {
         api_addr,
         http01_addr,
@@ -384,6 +402,8 @@ fn build_issuers(
             }),
             request_timeout: Duration::from_secs(s.request_timeout_secs),
             order_timeout: Duration::from_secs(s.order_timeout_secs),
+            preferred_chain: s.preferred_chain.clone(),
+            default_profile: s.profile.clone(),
         };
         let issuer = AcmeIssuer::new(config, store.clone())
             .map_err(|e| ServerError::Startup(format!("issuers.{name}: {e}")))?;
@@ -440,6 +460,9 @@ where
 /// stays valid and exportable until the new one exists.
 async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), ServerError> {
     for c in &settings.certificates {
+        if let Some(profile) = &c.profile {
+            check_profile_at_start(app, &c.issuer, profile, c.name.as_str()).await?;
+        }
         let declared = NewCertificate {
             name: c.name.clone(),
             domains: c.domains.clone(),
@@ -448,6 +471,8 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             challenge: c.challenge,
             source: Source::Acme,
             solvers: c.solvers.clone(),
+            profile: c.profile.clone(),
+            renew_before: c.renew_before,
         };
         let name = c.name.as_str();
         match app.store.certificate(name).await? {
@@ -474,7 +499,8 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
                     .append_event(Some(name), EventKind::Changed, &message)
                     .await?;
                 if stored.auto_renewable() {
-                    app.issuance.start(name).await?;
+                    let trigger = crate::issuance::Trigger::Requested { force: false };
+                    app.issuance.start(name, trigger).await?;
                 }
             }
         }
@@ -541,18 +567,35 @@ async fn apply_configured_labels(
     Ok(())
 }
 
-/// Start orders for certificates that never got one or whose order a stop interrupted.
-async fn resume_unsettled(app: &Arc<App>) -> Result<(), ServerError> {
-    for cert in app.store.certificates().await? {
-        let unsettled = matches!(
-            cert.status,
-            CertificateStatus::Pending | CertificateStatus::Issuing
-        );
-        if unsettled && cert.auto_renewable() {
-            app.issuance.start(cert.name.as_str()).await?;
+/// A name for this process in claims: host, PID and a random part.
+fn claim_owner() -> String {
+    let mut random = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut random);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}/{}/{suffix}", host.trim(), std::process::id())
+}
+
+/// Refuse a declared profile the issuer's CA does not offer (when the CA can be asked).
+async fn check_profile_at_start(
+    app: &Arc<App>,
+    issuer: &str,
+    profile: &str,
+    certificate: &str,
+) -> Result<(), ServerError> {
+    let Some(acme) = app.issuers.get(issuer) else {
+        return Ok(());
+    };
+    match crate::validate::check_profile(acme.as_ref(), profile).await {
+        Ok(()) => Ok(()),
+        Err(crate::validate::ProfileCheck::Refused(message)) => Err(ServerError::Startup(format!(
+            "certificate {certificate:?}: {message}"
+        ))),
+        Err(crate::validate::ProfileCheck::Unreachable(e)) => {
+            tracing::warn!(certificate, profile, error = %e, "cannot check the profile with the CA now; it is checked again when ordering");
+            Ok(())
         }
     }
-    Ok(())
 }
 
 async fn purge_challenges(store: Arc<dyn Store>, mut stopped: watch::Receiver<bool>) {
@@ -566,6 +609,26 @@ async fn purge_challenges(store: Arc<dyn Store>, mut stopped: watch::Receiver<bo
             Ok(n) => tracing::info!(count = n, "purged expired HTTP-01 responses"),
             Err(e) => tracing::warn!(error = %e, "purging expired HTTP-01 responses failed"),
         }
+    }
+}
+
+/// Before serving: load every issuer's account, check it with the CA and send an account
+/// update where the configured contacts changed (RFC 8555 §7.3.2).
+async fn check_issuers(app: &Arc<App>) {
+    let mut checks = tokio::task::JoinSet::new();
+    for issuer in app.issuers.values() {
+        checks.spawn(check_issuer(issuer.clone()));
+    }
+    let all = async { while checks.join_next().await.is_some() {} };
+    if tokio::time::timeout(ACCOUNT_CHECK_AT_START, all)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some issuers did not answer within {} s; serving while their accounts are checked",
+            ACCOUNT_CHECK_AT_START.as_secs()
+        );
+        checks.detach_all();
     }
 }
 

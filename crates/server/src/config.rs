@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use certfleet_core::policy::RenewBefore;
 use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, Labels, SolverRules};
 
 use crate::solvers::SolverPlan;
@@ -174,6 +175,10 @@ pub struct IssuerSection {
     pub request_timeout_secs: Option<u64>,
     /// Bound on waiting for an order, seconds.
     pub order_timeout_secs: Option<u64>,
+    /// Issuer common name of the top certificate of the preferred chain (RFC 8555 §7.4.2).
+    pub preferred_chain: Option<String>,
+    /// ACME profile for certificates that name none (checked against `meta.profiles`).
+    pub profile: Option<String>,
 }
 
 /// `eab = { key_id = "...", hmac_key = "..." }`
@@ -207,6 +212,10 @@ pub struct CertificateSection {
     /// Solver per identifier (`*.example.com`) or suffix (`.example.com`).
     #[serde(default)]
     pub solvers: BTreeMap<String, String>,
+    /// ACME profile.
+    pub profile: Option<String>,
+    /// When to renew: a duration before expiry (`7d`) or a share of the lifetime (`30%`).
+    pub renew_before: Option<String>,
 }
 
 /// Flags of `certfleet server` that override or replace the file.
@@ -238,6 +247,8 @@ pub struct Overrides {
     pub http01_confirm_timeout_secs: Option<u64>,
     /// `--tls-alpn-listen`
     pub tls_alpn_listen: Option<String>,
+    /// `--preferred-chain`
+    pub preferred_chain: Option<String>,
 }
 
 /// A validated issuer.
@@ -257,6 +268,10 @@ pub struct IssuerSettings {
     pub request_timeout_secs: u64,
     /// Order timeout, seconds.
     pub order_timeout_secs: u64,
+    /// Preferred chain (issuer CN of the top certificate).
+    pub preferred_chain: Option<String>,
+    /// Default ACME profile.
+    pub profile: Option<String>,
 }
 
 /// A validated certificate declaration.
@@ -276,6 +291,10 @@ pub struct CertificateSettings {
     pub labels: Option<Labels>,
     /// Which solver proves which name.
     pub solvers: SolverRules,
+    /// ACME profile.
+    pub profile: Option<String>,
+    /// When to renew instead of the lifetime rule.
+    pub renew_before: Option<RenewBefore>,
 }
 
 /// Everything the server needs, validated.
@@ -559,8 +578,10 @@ fn resolve_issuers(
         .iter()
         .map(|(name, s)| (name.clone(), FieldNames::file(name, s)))
         .collect();
-    let flags_given =
-        flags.directory.is_some() || !flags.ca_roots.is_empty() || !flags.contacts.is_empty();
+    let flags_given = flags.directory.is_some()
+        || !flags.ca_roots.is_empty()
+        || !flags.contacts.is_empty()
+        || flags.preferred_chain.is_some();
     if flags_given || issuers.is_empty() {
         let entry = issuers
             .entry(DEFAULT_ISSUER.to_string())
@@ -571,6 +592,8 @@ fn resolve_issuers(
                 eab: None,
                 request_timeout_secs: None,
                 order_timeout_secs: None,
+                preferred_chain: None,
+                profile: None,
             });
         let fields = names
             .entry(DEFAULT_ISSUER.to_string())
@@ -587,6 +610,9 @@ fn resolve_issuers(
         fields
             .contacts
             .extend(flags.contacts.iter().map(|_| "--contact".to_string()));
+        if let Some(chain) = &flags.preferred_chain {
+            entry.preferred_chain = Some(chain.clone());
+        }
     }
     let mut errors = Errors::default();
     let resolved = issuers
@@ -636,6 +662,22 @@ fn resolve_issuer(
             )));
         }
     }
+    if let Some(chain) = &s.preferred_chain
+        && (chain.trim().is_empty() || chain.trim() != chain)
+    {
+        errors.check::<()>(Err(err(
+            field("preferred_chain"),
+            format!(
+                "{chain:?} must be the issuer common name of the chain's top certificate, \
+                 such as \"ISRG Root X1\", without surrounding spaces"
+            ),
+        )));
+    }
+    if let Some(profile) = &s.profile {
+        errors.check(
+            crate::validate::check_profile_name(profile).map_err(|m| err(field("profile"), m)),
+        );
+    }
     let timeout = |f: &str, v: Option<u64>, default: u64| match v {
         Some(0) => Err(err(field(f), "must be at least 1 second")),
         Some(v) => Ok(v),
@@ -659,6 +701,8 @@ fn resolve_issuer(
         contacts: s.contacts,
         ca_roots: s.ca_roots,
         eab: s.eab,
+        preferred_chain: s.preferred_chain,
+        profile: s.profile,
     })
 }
 
@@ -724,6 +768,8 @@ fn resolve_certificate(
         challenge: c.challenge.as_deref(),
         solver: c.solver.as_deref(),
         solvers: Some(&c.solvers),
+        profile: c.profile.as_deref(),
+        renew_before: c.renew_before.as_deref(),
     };
     let mut settings =
         validate_certificate(&format!("certificates[{i}]."), &req, issuers, solvers)?;
@@ -898,6 +944,14 @@ mod tests {
             (
                 "[server]\nexpiry_alert_days = [7, 7]",
                 "server.expiry_alert_days[1]",
+            ),
+            (
+                "[issuers.le]\ndirectory = \"https://x/d\"\npreferred_chain = \" \"",
+                "issuers.le.preferred_chain",
+            ),
+            (
+                "[issuers.le]\ndirectory = \"https://x/d\"\nprofile = \"short lived\"",
+                "issuers.le.profile",
             ),
         ];
         for (text, field) in cases {

@@ -1,35 +1,70 @@
-//! [`Issuance`]: runs orders in the background, at most `max_concurrent_orders` at once and
-//! never two for the same certificate.
+//! [`Issuance`]: runs renewal attempts in the background, at most `max_concurrent_orders` at
+//! once, each on a certificate claimed through the [`Store`].
 //!
-//! A request marks the certificate `issuing` before it returns, so a client that polls sees
-//! either `issuing` or the outcome (`valid` / `failed` with `last_error`). The renewal
-//! scheduler of a later issue calls [`Issuance::start`] the same way the API does.
-//! [`Issuance::cancel`] stops an order in flight (when its certificate is removed) and waits
-//! until its task has finished, so nothing is written about the certificate afterwards.
+//! Work on a certificate starts with a claim (owner + expiry, `Store::claim` for a person's
+//! request, `Store::claim_due` from the [scheduler](crate::scheduler)), so one certificate
+//! never has two attempts even across replicas sharing a store. The claim is extended while
+//! the attempt runs and released with the certificate's next due time when it ends; what
+//! happens in between is the [renewal engine](crate::renewal). [`Issuance::cancel`] stops an
+//! attempt (when its certificate is removed) and waits until its task has ended, so nothing
+//! is written about the certificate afterwards.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use certfleet_acme::{AcmeIssuer, OrderObserver};
-use certfleet_core::{
-    CertificateStatus, EventDetails, EventKind, NewEvent, NewVersion, Store, StoreError,
-};
-use tokio::sync::{Semaphore, watch};
+use certfleet_acme::Acme;
+use certfleet_core::time::{Clock, UnixTime};
+use certfleet_core::{Certificate, Store, StoreError};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::registry::SolverRegistry;
-use crate::views::rfc3339;
 
-/// Background issuance.
-pub struct Issuance {
-    store: Arc<dyn Store>,
-    issuers: BTreeMap<String, Arc<AcmeIssuer>>,
-    solvers: Arc<SolverRegistry>,
-    limit: Arc<Semaphore>,
-    in_flight: Mutex<HashMap<String, Task>>,
+/// How long a claim lasts before another owner may take the certificate over; extended every
+/// third of it while the attempt runs.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// Why an attempt runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The scheduler found the certificate due (it may turn out not to need an order yet).
+    Scheduled,
+    /// A person asked (`cert add`, `cert renew`): order now. Without `force` a stored
+    /// Retry-After of the CA is respected.
+    Requested {
+        /// Send the order even before the CA's Retry-After.
+        force: bool,
+    },
 }
 
-/// One queued or running order: `cancel` asks it to stop; `done` turns true when it ended.
+/// What [`Issuance::start`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// An attempt is queued or running.
+    Started,
+    /// An attempt for the certificate is already queued or running (here or elsewhere).
+    Busy,
+    /// The CA asked not to be contacted about the certificate before this time.
+    NotBefore(UnixTime),
+}
+
+/// Background renewal attempts.
+pub struct Issuance {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) issuers: BTreeMap<String, Arc<dyn Acme>>,
+    pub(crate) solvers: Arc<SolverRegistry>,
+    pub(crate) clock: Arc<dyn Clock>,
+    limit: Arc<Semaphore>,
+    queued: AtomicUsize,
+    in_flight: Mutex<HashMap<String, Task>>,
+    owner: String,
+    wake: Notify,
+    /// The earliest due time reported since the scheduler last looked (`i64::MAX`: none).
+    hint: AtomicI64,
+}
+
+/// One queued or running attempt: `cancel` asks it to stop; `done` turns true when it ended.
 struct Task {
     cancel: watch::Sender<bool>,
     done: watch::Receiver<bool>,
@@ -51,47 +86,45 @@ impl Drop for InFlight<'_> {
     }
 }
 
-struct RecordOrder<'a> {
-    store: &'a dyn Store,
-    name: &'a str,
-}
-
-#[async_trait]
-impl OrderObserver for RecordOrder<'_> {
-    async fn order_created(&self, url: &str) {
-        if let Err(e) = self.store.set_order_url(self.name, Some(url)).await {
-            tracing::warn!(certificate = self.name, error = %e, "could not record the order URL");
-        }
-    }
-}
-
 impl Issuance {
-    /// Set up issuance over these issuers and solvers.
+    /// Set up issuance over these issuers and solvers; `owner` names this process in claims.
     pub fn new(
         store: Arc<dyn Store>,
-        issuers: BTreeMap<String, Arc<AcmeIssuer>>,
+        issuers: BTreeMap<String, Arc<dyn Acme>>,
         solvers: Arc<SolverRegistry>,
         max_concurrent: usize,
+        clock: Arc<dyn Clock>,
+        owner: String,
     ) -> Self {
         Self {
             store,
             issuers,
             solvers,
+            clock,
             limit: Arc::new(Semaphore::new(max_concurrent)),
+            queued: AtomicUsize::new(0),
             in_flight: Mutex::new(HashMap::new()),
+            owner,
+            wake: Notify::new(),
+            hint: AtomicI64::new(i64::MAX),
         }
     }
 
-    /// Whether an order for `name` is queued or running.
+    /// The claim owner of this process.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Whether an attempt for `name` is queued or running in this process.
     pub fn is_in_flight(&self, name: &str) -> bool {
         self.in_flight.lock().is_ok_and(|s| s.contains_key(name))
     }
 
-    /// Stop the order of `name`, if one is queued or running, and wait until its task has
-    /// ended; returns whether there was one. Responses it published are withdrawn by the
-    /// store when the certificate is removed (they belong to it).
+    /// Stop the attempt on `name`, if one is queued or running here, and wait until its task
+    /// has ended; returns whether there was one. Responses it published are withdrawn (the
+    /// order's cleanup guard, and the store when the certificate is removed).
     pub async fn cancel(&self, name: &str) -> bool {
-        let done = {
+        let mut done = {
             let set = self.in_flight.lock().expect("in-flight set poisoned");
             let Some(task) = set.get(name) else {
                 return false;
@@ -99,185 +132,154 @@ impl Issuance {
             let _ = task.cancel.send(true);
             task.done.clone()
         };
-        let mut done = done;
         let _ = done.wait_for(|d| *d).await;
         true
     }
 
-    /// Queue a new version of `name`; `false` if one is already queued or running.
-    pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, StoreError> {
+    /// How many more attempts could start right now (free permits not promised to attempts
+    /// already waiting for one).
+    pub fn free_slots(&self) -> usize {
+        self.limit
+            .available_permits()
+            .saturating_sub(self.queued.load(Ordering::SeqCst))
+    }
+
+    /// Wait until something changed that the scheduler should look at (an attempt ended, a
+    /// certificate was declared).
+    pub async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Tell the scheduler that something may be due now (a certificate was declared).
+    pub fn poke(&self) {
+        self.poke_at(self.clock.now());
+    }
+
+    /// Tell the scheduler that a certificate is due at `at` (and that an order slot may
+    /// have become free).
+    pub fn poke_at(&self, at: UnixTime) {
+        self.hint.fetch_min(at, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// The earliest due time reported by [`Self::poke_at`] since the last call.
+    pub fn take_hint(&self) -> Option<UnixTime> {
+        let hint = self.hint.swap(i64::MAX, Ordering::SeqCst);
+        (hint != i64::MAX).then_some(hint)
+    }
+
+    /// Claim `name` and start an attempt now (a person asked).
+    pub async fn start(
+        self: &Arc<Self>,
+        name: &str,
+        trigger: Trigger,
+    ) -> Result<Started, StoreError> {
+        if self.is_in_flight(name) {
+            return Ok(Started::Busy);
+        }
+        let now = self.clock.now();
+        let current = self
+            .store
+            .certificate(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("certificate {name:?}")))?;
+        if let (Trigger::Requested { force: false }, Some(at)) = (trigger, current.retry_after)
+            && at > now
+        {
+            return Ok(Started::NotBefore(at));
+        }
+        let until = now + CLAIM_LEASE.as_secs() as i64;
+        let Some(cert) = self.store.claim(name, &self.owner, now, until).await? else {
+            return Ok(Started::Busy);
+        };
+        if !self.spawn(cert, trigger) {
+            return Ok(Started::Busy);
+        }
+        Ok(Started::Started)
+    }
+
+    /// Start an attempt on a certificate this process already claimed (the scheduler's).
+    /// False if one is already running here.
+    pub fn spawn(self: &Arc<Self>, cert: Certificate, trigger: Trigger) -> bool {
+        let name = cert.name.to_string();
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
         {
             let mut set = self.in_flight.lock().expect("in-flight set poisoned");
-            if set.contains_key(name) {
-                return Ok(false);
+            if set.contains_key(&name) {
+                return false;
             }
             set.insert(
-                name.to_string(),
+                name.clone(),
                 Task {
                     cancel: cancel_tx,
                     done: done_rx,
                 },
             );
         }
-        if let Err(e) = self
-            .store
-            .set_status(name, CertificateStatus::Issuing, None)
-            .await
-        {
-            self.in_flight
-                .lock()
-                .expect("in-flight set poisoned")
-                .remove(name);
-            return Err(e);
-        }
+        self.queued.fetch_add(1, Ordering::SeqCst);
         let this = Arc::clone(self);
-        let name = name.to_string();
         tokio::spawn(async move {
             let _guard = InFlight {
                 set: &this.in_flight,
                 name: name.clone(),
                 done: done_tx,
             };
+            let acquired = AtomicBool::new(false);
             let work = async {
-                let Ok(_permit) = this.limit.acquire().await else {
-                    return;
-                };
-                this.run(&name).await;
+                let permit = this.limit.clone().acquire_owned().await;
+                this.queued.fetch_sub(1, Ordering::SeqCst);
+                acquired.store(true, Ordering::SeqCst);
+                let _permit = permit.ok()?;
+                Some(this.attempt_with_heartbeat(&cert, trigger).await)
             };
-            tokio::select! {
-                () = work => {}
+            let next_due = tokio::select! {
+                next_due = work => match next_due {
+                    Some(next_due) => next_due,
+                    None => return,
+                },
                 _ = cancel_rx.wait_for(|c| *c) => {
+                    if !acquired.load(Ordering::SeqCst) {
+                        this.queued.fetch_sub(1, Ordering::SeqCst);
+                    }
                     tracing::info!(certificate = %name, "order cancelled: the certificate is being removed");
+                    return;
+                }
+            };
+            match this.store.release_claim(&name, &this.owner, next_due).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(certificate = %name, "the claim was lost during the attempt")
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = %name, error = %e, "could not release the claim")
                 }
             }
+            drop(_guard);
+            this.poke_at(next_due.unwrap_or(i64::MAX));
         });
-        Ok(true)
+        true
     }
 
-    async fn run(&self, name: &str) {
-        match self.issue(name).await {
-            Ok(()) => {}
-            Err(IssueFailure::Gone) => {
-                tracing::info!(
-                    certificate = name,
-                    "certificate removed while issuing; result dropped"
-                );
+    /// Run the attempt while extending the claim every third of [`CLAIM_LEASE`].
+    async fn attempt_with_heartbeat(
+        &self,
+        cert: &Certificate,
+        trigger: Trigger,
+    ) -> Option<UnixTime> {
+        let attempt = crate::renewal::attempt(self, cert, trigger);
+        tokio::pin!(attempt);
+        let period = CLAIM_LEASE / 3;
+        loop {
+            tokio::select! {
+                next_due = &mut attempt => return next_due,
+                _ = tokio::time::sleep(period) => {
+                    let until = self.clock.now() + CLAIM_LEASE.as_secs() as i64;
+                    if let Err(e) = self.store.extend_claim(cert.name.as_str(), &self.owner, until).await {
+                        tracing::warn!(certificate = %cert.name, error = %e, "could not extend the claim");
+                    }
+                }
             }
-            Err(IssueFailure::Failed(message)) => {
-                tracing::warn!(certificate = name, error = %message, "issuance failed");
-                let _ = self
-                    .store
-                    .set_status(name, CertificateStatus::Failed, Some(&message))
-                    .await;
-                let _ = self
-                    .store
-                    .record_event(&failure_event(self.store.as_ref(), name, &message).await)
-                    .await;
-            }
-        }
-    }
-
-    async fn issue(&self, name: &str) -> Result<(), IssueFailure> {
-        let cert = self
-            .store
-            .certificate(name)
-            .await?
-            .ok_or(IssueFailure::Gone)?;
-        let issuer = self.issuers.get(&cert.issuer).ok_or_else(|| {
-            IssueFailure::Failed(format!("issuer {:?} is no longer configured", cert.issuer))
-        })?;
-        let solvers = self
-            .solvers
-            .set_for(&cert.solvers, cert.challenge, &cert.domains)
-            .map_err(IssueFailure::Failed)?;
-        let started = format!(
-            "ordering {} name(s) from issuer {}",
-            cert.domains.len(),
-            cert.issuer
-        );
-        self.store
-            .append_event(Some(name), EventKind::IssuanceStarted, &started)
-            .await?;
-        let observer = RecordOrder {
-            store: self.store.as_ref(),
-            name,
-        };
-        let issued = issuer
-            .issue(name, &cert.domains, cert.key_kind, &solvers, &observer)
-            .await
-            .map_err(|e| IssueFailure::Failed(e.to_string()))?;
-        let leaf = issued.leaf().clone();
-        let version = NewVersion {
-            serial: leaf.serial.clone(),
-            not_before: leaf.not_before,
-            not_after: leaf.not_after,
-            leaf_pem: issued.chain.leaf_pem.clone(),
-            chain_pem: issued.chain.chain_pem.clone(),
-            key_kind: cert.key_kind,
-            key_pem: issued.key_pem,
-            order_url: Some(issued.order_url),
-            domains: cert.domains.clone(),
-            issuer: cert.issuer.clone(),
-        };
-        let stored = self.store.add_version(name, version).await?;
-        let message = format!(
-            "issued version {} serial {} valid until {}",
-            stored.seq,
-            stored.serial,
-            rfc3339(stored.not_after)
-        );
-        tracing::info!(certificate = name, "{message}");
-        // A version that replaces one is a renewal (the scheduler's and `cert renew`'s work).
-        let kind = match stored.replaces {
-            Some(_) => EventKind::Renewed,
-            None => EventKind::Issued,
-        };
-        let details = EventDetails {
-            version: Some(stored.seq),
-            serial: Some(stored.serial.clone()),
-            not_after: Some(stored.not_after),
-            issuer: Some(cert.issuer.clone()),
-            ..EventDetails::default()
-        };
-        self.store
-            .record_event(&NewEvent::about(name, kind, message).with(details))
-            .await?;
-        Ok(())
-    }
-}
-
-/// `renewal_failed` when a current version exists (it is still served), else `failed`; with
-/// the failure streak and the next attempt the scheduler planned, if any.
-async fn failure_event(store: &dyn Store, name: &str, message: &str) -> NewEvent {
-    let cert = store.certificate(name).await.ok().flatten();
-    let renewal = cert.as_ref().is_some_and(|c| c.current_version.is_some());
-    let kind = if renewal {
-        EventKind::RenewalFailed
-    } else {
-        EventKind::Failed
-    };
-    let details = EventDetails {
-        version: cert.as_ref().and_then(|c| c.current_version),
-        not_after: cert.as_ref().and_then(|c| c.not_after),
-        failure_streak: cert.as_ref().map(|c| c.failure_streak),
-        next_attempt: cert.as_ref().and_then(|c| c.next_due),
-        ..EventDetails::default()
-    };
-    NewEvent::about(name, kind, message).with(details)
-}
-
-enum IssueFailure {
-    Gone,
-    Failed(String),
-}
-
-impl From<StoreError> for IssueFailure {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(_) => IssueFailure::Gone,
-            other => IssueFailure::Failed(format!("store: {other}")),
         }
     }
 }

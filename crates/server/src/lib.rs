@@ -1,14 +1,18 @@
 //! certfleet's control plane: configuration ([`config`]), the data directory of the embedded
-//! default ([`datadir`]), shared input checks ([`validate`]), background issuance ([`issuance`]), the REST API ([`api`]) with its
-//! JSON shapes ([`views`]) and errors ([`problem`]), manual certificates ([`manual`]), the
-//! expiry watcher ([`expiry`]) and the event fan-out to notifiers ([`alerts`]), the fleet of
-//! agents ([`fleet`]: roles, tokens, labels, the agent routes, HTTP-01 across the fleet), the
-//! API over TLS ([`tls`]), and start-up ([`app`]).
+//! default ([`datadir`]), shared input checks ([`validate`]), renewal — the [`scheduler`]
+//! that claims due certificates, [`issuance`] that runs attempts within the concurrency
+//! bound, the [`renewal`] engine that decides, orders and records, on a [`clock`] that tests
+//! can simulate — the REST API ([`api`]) with its JSON shapes ([`views`]) and errors
+//! ([`problem`]), manual certificates ([`manual`]), the expiry watcher ([`expiry`]) and the
+//! event fan-out to notifiers ([`alerts`]), the fleet of agents ([`fleet`]: roles, tokens,
+//! labels, the agent routes, HTTP-01 across the fleet), the API over TLS ([`tls`]), the
+//! solvers of the config ([`solvers`], [`registry`]), and start-up ([`app`]).
 #![warn(missing_docs)]
 
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod expiry;
@@ -18,6 +22,8 @@ pub mod issuance;
 pub mod manual;
 pub mod problem;
 pub mod registry;
+pub mod renewal;
+pub mod scheduler;
 pub mod solvers;
 pub mod tls;
 pub mod validate;

@@ -83,6 +83,8 @@ pub async fn import(
             .as_ref()
             .map(|c| c.solvers.clone())
             .unwrap_or_default(),
+        profile: existing.as_ref().and_then(|c| c.profile.clone()),
+        renew_before: existing.as_ref().and_then(|c| c.renew_before),
     };
     if created {
         app.store.create_certificate(&declaration).await?;

@@ -32,6 +32,9 @@ pub struct Problem {
     /// Every invalid field when there are several (the first is also in `field`/`detail`).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub errors: Vec<FieldError>,
+    /// For `retry-after`: when the CA allows the next request (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after: Option<String>,
 }
 
 /// One invalid field of a request.
@@ -51,7 +54,9 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     field: Option<String>,
-    errors: Vec<FieldError>,
+    /// Rare, so boxed: keeps `Result<_, ApiError>` small.
+    errors: Box<[FieldError]>,
+    retry_at: Option<i64>,
 }
 
 impl ApiError {
@@ -62,7 +67,8 @@ impl ApiError {
             title,
             detail,
             field: None,
-            errors: Vec::new(),
+            errors: Box::default(),
+            retry_at: None,
         }
     }
 
@@ -109,6 +115,19 @@ impl ApiError {
             detail.into(),
         );
         e.field = Some("issuer".into());
+        e
+    }
+
+    /// The CA's Retry-After for the certificate has not passed (`at`, Unix seconds).
+    pub fn not_before(at: i64, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            "retry-after",
+            "The CA asked to wait",
+            detail.into(),
+        );
+        e.field = Some("name".into());
+        e.retry_at = Some(at);
         e
     }
 
@@ -174,7 +193,7 @@ impl From<ConfigErrors> for ApiError {
         let first = e.0.into_iter().next().expect("at least one error");
         let mut api = ApiError::invalid(first.field, first.message);
         if all.len() > 1 {
-            api.errors = all;
+            api.errors = all.into_boxed_slice();
         }
         api
     }
@@ -188,7 +207,8 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             field: self.field,
-            errors: self.errors,
+            errors: self.errors.into_vec(),
+            retry_after: self.retry_at.map(crate::views::rfc3339),
         };
         let mut rsp = (self.status, Json(body)).into_response();
         rsp.headers_mut().insert(

@@ -77,6 +77,18 @@ impl SolverRegistry {
         })
     }
 
+    /// A registry of ready-made solvers by name (tests and embedders that bring their own;
+    /// name an HTTP-01 solver `http-01` to make it the default for that challenge type).
+    pub fn with_solvers(solvers: BTreeMap<String, Arc<dyn Solver>>) -> Self {
+        let kinds = solvers.iter().map(|(n, s)| (n.clone(), s.kind())).collect();
+        Self {
+            solvers,
+            kinds,
+            live: LiveTokens::new(),
+            tls_alpn: TlsAlpnResponder::new(),
+        }
+    }
+
     /// Solvers by name.
     pub fn solvers(&self) -> &BTreeMap<String, Arc<dyn Solver>> {
         &self.solvers

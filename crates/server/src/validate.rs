@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use certfleet_acme::{Acme, AcmeError};
+use certfleet_core::policy::RenewBefore;
 use certfleet_core::{CertName, ChallengeKind, DnsName, KeyKind, SolverRules};
 
 use crate::config::{
@@ -28,6 +30,58 @@ pub struct CertificateRequest<'a> {
     pub solver: Option<&'a str>,
     /// Solver per identifier or `.suffix`.
     pub solvers: Option<&'a BTreeMap<String, String>>,
+    /// ACME profile.
+    pub profile: Option<&'a str>,
+    /// `renew_before` as written.
+    pub renew_before: Option<&'a str>,
+}
+
+/// Longest profile name accepted.
+pub const MAX_PROFILE_LEN: usize = 64;
+
+/// A profile name: 1 to 64 letters, digits, '-', '_' or '.'.
+pub fn check_profile_name(profile: &str) -> Result<(), String> {
+    let ok = !profile.is_empty()
+        && profile.len() <= MAX_PROFILE_LEN
+        && profile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{profile:?} is not a profile name: use 1 to {MAX_PROFILE_LEN} letters, digits, '-', '_' or '.' (such as shortlived)"
+        ))
+    }
+}
+
+/// Why a profile could not be confirmed with the CA.
+#[derive(Debug)]
+pub enum ProfileCheck {
+    /// The CA does not offer it (the message names the ones it offers).
+    Refused(String),
+    /// The CA could not be asked.
+    Unreachable(AcmeError),
+}
+
+/// Check `profile` against the CA's `meta.profiles` (draft-aaron-acme-profiles).
+pub async fn check_profile(acme: &dyn Acme, profile: &str) -> Result<(), ProfileCheck> {
+    let offered = acme
+        .profiles()
+        .await
+        .map_err(ProfileCheck::Unreachable)?
+        .unwrap_or_default();
+    if offered.iter().any(|p| p == profile) {
+        return Ok(());
+    }
+    Err(ProfileCheck::Refused(if offered.is_empty() {
+        format!("profile {profile:?}: the CA offers no ACME profiles")
+    } else {
+        format!(
+            "unknown profile {profile:?}; the CA offers: {}",
+            offered.join(", ")
+        )
+    }))
 }
 
 /// Validate a certificate declaration from any source; `prefix` is prepended to field names.
@@ -109,6 +163,16 @@ pub fn validate_certificate(
         ),
         None => Some(KeyKind::default()),
     };
+    if let Some(profile) = req.profile {
+        errors.check(check_profile_name(profile).map_err(|m| err(f("profile"), m)));
+    }
+    let renew_before = match req.renew_before {
+        Some(text) => errors.check(
+            text.parse::<RenewBefore>()
+                .map_err(|e| err(f("renew_before"), e.to_string())),
+        ),
+        None => None,
+    };
     errors.finish(|| CertificateSettings {
         name: name.expect("checked"),
         domains,
@@ -117,6 +181,8 @@ pub fn validate_certificate(
         challenge,
         labels: None,
         solvers: rules,
+        profile: req.profile.map(str::to_string),
+        renew_before,
     })
 }
 

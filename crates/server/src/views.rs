@@ -78,6 +78,28 @@ pub struct CertificateView {
     /// Which solver proves which name (`default` and `rules`; empty: the challenge type's).
     #[serde(default)]
     pub solvers: certfleet_core::SolverRules,
+    /// ACME profile (`null`: the issuer's default).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// `renew_before` (`7d`, `30%`), `null`: the CA's ARI window or the lifetime rule.
+    #[serde(default)]
+    pub renew_before: Option<String>,
+    /// When certfleet looks at it next: the planned renewal, a retry after a failure, or the
+    /// next ARI check (RFC 3339); `null` while an attempt runs or for imported certificates.
+    #[serde(default)]
+    pub next_attempt: Option<String>,
+    /// The CA asked (Retry-After) not to be sent requests for it before this time (RFC 3339).
+    #[serde(default)]
+    pub retry_after: Option<String>,
+    /// The CA's suggested renewal window for the current version (RFC 9773), if offered.
+    #[serde(default)]
+    pub ari_window: Option<WindowView>,
+    /// Whether an attempt is running now.
+    #[serde(default)]
+    pub in_progress: bool,
+    /// The ACME order in flight, kept so a restart resumes it.
+    #[serde(default)]
+    pub order_url: Option<String>,
 }
 
 /// `agents in sync / agents entitled` of one certificate.
@@ -87,6 +109,15 @@ pub struct Deployed {
     pub in_sync: u32,
     /// Live agent tokens whose selector matches the certificate's labels.
     pub entitled: u32,
+}
+
+/// A time window (RFC 3339 ends).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WindowView {
+    /// Start.
+    pub start: String,
+    /// End.
+    pub end: String,
 }
 
 impl CertificateView {
@@ -115,6 +146,16 @@ impl CertificateView {
             labels: c.labels.as_map().clone(),
             deployed: Deployed::default(),
             solvers: c.solvers.clone(),
+            profile: c.profile.clone(),
+            renew_before: c.renew_before.map(|r| r.to_string()),
+            next_attempt: c.next_due.filter(|_| c.claim_owner.is_none()).map(rfc3339),
+            retry_after: c.retry_after.filter(|t| *t > now).map(rfc3339),
+            ari_window: c.ari_window.map(|w| WindowView {
+                start: rfc3339(w.start),
+                end: rfc3339(w.end),
+            }),
+            in_progress: c.claim_owner.is_some(),
+            order_url: c.order_url.clone(),
         }
     }
 }
@@ -164,6 +205,11 @@ pub struct VersionView {
     pub revoked_at: Option<String>,
     /// Leaf first, then the intermediates.
     pub chain: Vec<ChainEntry>,
+    /// The root the chain leads to: the issuer DN of its top certificate.
+    pub root: Option<String>,
+    /// The ACME order it came from.
+    #[serde(default)]
+    pub order_url: Option<String>,
 }
 
 impl VersionView {
@@ -179,6 +225,8 @@ impl VersionView {
             issued_at: rfc3339(v.issued_at),
             replaces: v.replaces,
             revoked_at: v.revoked_at.map(rfc3339),
+            root: chain.last().map(|top| top.issuer.clone()),
+            order_url: v.order_url.clone(),
             chain,
         }
     }
@@ -232,10 +280,14 @@ pub struct IssuerView {
     pub name: String,
     /// ACME directory URL.
     pub directory: String,
-    /// Account contacts.
+    /// The contacts the CA holds for the account (empty until registered).
     pub contacts: Vec<String>,
     /// The account URL, once registered.
     pub account_url: Option<String>,
+    /// The contacts in the configuration; the account is brought in line at start-up.
+    pub configured_contacts: Vec<String>,
+    /// Preferred chain (issuer common name of the top certificate), if set.
+    pub preferred_chain: Option<String>,
 }
 
 /// The body of `POST /api/v1/certificates`.
@@ -264,6 +316,12 @@ pub struct AddCertificate {
     /// Solver per identifier (`*.example.com`) or suffix (`.example.com`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub solvers: std::collections::BTreeMap<String, String>,
+    /// ACME profile (default: the issuer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// When to renew: `7d`, `12h`, `30%` (default: the CA's ARI window or the lifetime rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<String>,
 }
 
 /// The body of `POST /api/v1/certificates/{name}/import`: PEM text of the files a person

@@ -73,6 +73,8 @@ async fn main() {
             challenge: ChallengeKind::Http01,
             source: Source::Acme,
             solvers: Default::default(),
+            profile: None,
+            renew_before: None,
         })
         .await
         .expect("certificate");

@@ -1,7 +1,9 @@
 //! [`SqliteStore`]: the embedded default [`Store`], one SQLite file in the data directory.
 //!
-//! One [`rusqlite::Connection`] sits behind a mutex; every trait call runs on tokio's blocking
-//! pool and takes the lock only there, never across an `.await`. The database is opened in WAL
+//! One [`rusqlite::Connection`] sits behind a mutex; every trait call on a database file runs
+//! on tokio's blocking pool and takes the lock only there, never across an `.await`. An
+//! in-memory database does no I/O, so its calls run in place (no thread hop): that keeps the
+//! renewal simulation, which makes millions of small calls, fast. The database is opened in WAL
 //! mode with foreign keys on, and migrated forward with versioned steps (`schema`). Private
 //! keys and account credentials are sealed by the [`Sealer`] before they reach SQL; the
 //! associated data names the row, so a blob copied into another row does not open.
@@ -11,6 +13,7 @@
 //! twin is a straight port.
 
 mod certificates;
+mod claims;
 mod events;
 mod fleet;
 mod presented;
@@ -29,6 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use certfleet_core::expiry::ExpiryWatch;
+use certfleet_core::policy::AriWindow;
 use certfleet_core::time::UnixTime;
 use certfleet_core::{
     AccountRecord, AgentSeen, Certificate, CertificateStatus, DeploymentRecord, DeploymentReport,
@@ -44,6 +48,8 @@ pub use schema::SCHEMA_VERSION;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+/// Prepared statements kept per connection (every query certfleet runs fits).
+const STATEMENT_CACHE: usize = 96;
 /// Mode of a database file created by certfleet.
 const DB_FILE_MODE: u32 = 0o600;
 
@@ -59,6 +65,8 @@ struct Inner {
     label: String,
     listener: RwLock<Option<Arc<dyn EventListener>>>,
     watch: Mutex<Watch>,
+    /// In-memory: run calls in place instead of on the blocking pool.
+    in_place: bool,
 }
 
 /// Callbacks of [`Store::on_change`] and what they last saw.
@@ -101,6 +109,15 @@ impl SqliteStore {
         wal: bool,
     ) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Plans must not depend on bound values: otherwise (SQLite's STAT4) a cached
+        // statement such as "next_due <= ?" is compiled again whenever the value changes,
+        // which made every scheduler pass re-parse its queries.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(backend)?;
         if wal {
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -119,6 +136,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 sealer,
+                in_place: !wal,
                 label,
                 listener: RwLock::new(None),
                 watch: Mutex::new(Watch::default()),
@@ -145,6 +163,14 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Sealer) -> Result<T, Fail> + Send + 'static,
     {
+        if self.inner.in_place {
+            let mut conn = self
+                .inner
+                .conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            return f(&mut conn, &self.inner.sealer).map_err(StoreError::from);
+        }
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             // A panic mid-call left no open transaction behind (rusqlite rolls back on drop),
@@ -568,6 +594,96 @@ impl Store for SqliteStore {
     async fn forget_presented(&self, solver: &str, tokens: &[String]) -> Result<(), StoreError> {
         let (solver, tokens) = (solver.to_string(), tokens.to_vec());
         self.call(move |c, _| presented::forget(c, &solver, &tokens))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Certificate>, StoreError> {
+        let owner = owner.to_string();
+        self.call(move |c, _| claims::claim_due(c, &owner, now, until, limit))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<Option<Certificate>, StoreError> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.call(move |c, _| claims::claim(c, &name, &owner, now, until))
+            .await
+    }
+
+    async fn extend_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        until: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.call(move |c, _| claims::extend_claim(c, &name, &owner, until))
+            .await
+    }
+
+    async fn release_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        next_due: Option<UnixTime>,
+    ) -> Result<bool, StoreError> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.call(move |c, _| claims::release_claim(c, &name, &owner, next_due))
+            .await
+    }
+
+    async fn release_all_claims(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.call(move |c, _| claims::release_all_claims(c, now))
+            .await
+    }
+
+    async fn next_due(&self) -> Result<Option<UnixTime>, StoreError> {
+        self.call(|c, _| claims::next_due(c)).await
+    }
+
+    async fn set_retry_after(&self, name: &str, at: Option<UnixTime>) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| certificates::set_retry_after(c, &name, at))
+            .await
+    }
+
+    async fn set_pending_key(&self, name: &str, key: Option<&Secret>) -> Result<(), StoreError> {
+        let (name, key) = (name.to_string(), key.cloned());
+        self.call(move |c, s| versions::set_pending_key(c, s, &name, key.as_ref()))
+            .await
+    }
+
+    async fn pending_key(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, s| versions::pending_key(c, s, &name))
+            .await
+    }
+
+    async fn version(&self, name: &str, seq: u32) -> Result<Option<Version>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| versions::get(c, &name, seq)).await
+    }
+
+    async fn set_ari(
+        &self,
+        name: &str,
+        seq: u32,
+        window: Option<AriWindow>,
+        fetch_at: Option<UnixTime>,
+    ) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| versions::set_ari(c, &name, seq, window, fetch_at))
             .await
     }
 }

@@ -20,6 +20,7 @@ mod fleet;
 mod lifecycle;
 mod presented;
 mod records;
+mod renewal;
 mod versions;
 
 use certfleet_core::time::{self, UnixTime};
@@ -36,6 +37,9 @@ pub use fleet::{confirmations, deployments, labels, revision, tokens};
 pub use lifecycle::{event_listener, event_queries, expiry_thresholds, source_switch};
 pub use presented::{live_challenges, presented_challenges};
 pub use records::{accounts, challenges, events};
+pub use renewal::{
+    ari_windows, claims, claims_by_name, pending_keys_and_retry_after, renewal_settings,
+};
 pub use versions::versions_and_keys;
 
 /// Slack allowed between the test's clock and the store's timestamps, in seconds.
@@ -63,6 +67,11 @@ pub async fn run_all(store: &dyn Store) {
     revision(store).await;
     live_challenges(store).await;
     presented_challenges(store).await;
+    renewal_settings(store).await;
+    claims(store).await;
+    claims_by_name(store).await;
+    pending_keys_and_retry_after(store).await;
+    ari_windows(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.
@@ -78,6 +87,8 @@ pub fn new_certificate(name: &str, domains: &[&str]) -> NewCertificate {
         challenge: ChallengeKind::Http01,
         source: Source::Acme,
         solvers: Default::default(),
+        profile: None,
+        renew_before: None,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod pebble;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod smtp;
 pub mod webhook;
 
@@ -45,6 +46,7 @@ pub use pebble::{Pebble, PebbleOptions, PebbleRelease};
 pub use pki::{TestLeaf, TestPki, Validity};
 pub use ports::{free_port, free_ports};
 pub use process::{Guard, child_command, require_program};
+pub use proxy::FaultProxy;
 pub use redis::Redis;
 pub use smtp::{SmtpSink, SmtpSinkOptions};
 pub use webhook::{Answer, Received, WebhookReceiver};

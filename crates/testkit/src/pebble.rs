@@ -34,17 +34,31 @@ pub struct PebbleOptions {
     /// DNS server Pebble resolves through (`127.0.0.1:PORT`, e.g. a [`crate::Knot`]) instead
     /// of pebble-challtestsrv, for DNS-01 end to end.
     pub dns_server: Option<String>,
+    /// `PEBBLE_ALTERNATE_ROOTS`: how many extra root hierarchies sign every certificate;
+    /// the CA then offers alternate chains (RFC 8555 §7.4.2). 0 = none.
+    pub alternate_roots: u32,
+    /// `PEBBLE_CHAIN_LENGTH`: certificates in a chain including the root (default 2).
+    pub chain_length: Option<u32>,
+    /// Extra environment variables for Pebble (`PEBBLE_VA_SLEEPTIME`, ...).
+    pub env: Vec<(String, String)>,
+    /// Extra members of the `pebble` object in Pebble's JSON config, written as given
+    /// (`"profiles": {...}`, `"retryAfter": {...}`).
+    pub extra_config: Vec<String>,
 }
 
 /// Which Pebble runs. Debian bookworm's 2.4 is installed by `apt-get`; the newer releases are
 /// unpacked by `scripts/testbed` into [`testbed_cache`](crate::testbed_cache) (TESTBED.md §1c).
 /// pebble-challtestsrv is always bookworm's, which serves as DNS for every release.
+///
+/// The default is trixie's 2.6: bookworm's 2.4 sometimes deadlocks under concurrent orders
+/// (docs/benchmarks.md), and 2.6 answers ARI, so renewals send `replaces` as they would to
+/// Let's Encrypt. 2.6 picks no random profile (2.10 does for orders that name none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PebbleRelease {
     /// Debian bookworm's 2.4.0 (`/usr/bin/pebble`): no ARI, no profiles.
-    #[default]
     Bookworm,
-    /// Debian trixie's 2.6.0: ARI (`renewalInfo`), no profiles.
+    /// Debian trixie's 2.6.0: ARI (`renewalInfo`), no profiles. The default.
+    #[default]
     Trixie,
     /// Debian sid's 2.10.0: ARI and profiles (`meta.profiles`).
     Sid,
@@ -83,6 +97,10 @@ impl Default for PebbleOptions {
             eab_keys: Vec::new(),
             release: PebbleRelease::default(),
             dns_server: None,
+            alternate_roots: 0,
+            chain_length: None,
+            env: Vec::new(),
+            extra_config: Vec::new(),
         }
     }
 }
@@ -102,6 +120,7 @@ pub struct Pebble {
     // Field order matters: processes stop before the temp dir is removed.
     pebble: Guard,
     challtestsrv: Guard,
+    opts: PebbleOptions,
     dir: tempfile::TempDir,
     ca_pem: String,
     ca_path: PathBuf,
@@ -172,7 +191,14 @@ fn https_client(ca: rustls_pki_types::CertificateDer<'static>) -> HttpsClient {
 async fn https_get(client: &HttpsClient, url: &str) -> Result<(u16, String), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     let fut = async {
-        let resp = client.get(uri).await.map_err(|e| format!("{e:?}"))?;
+        let request = http::Request::get(uri)
+            .header(http::header::USER_AGENT, "certfleet-testkit")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()
@@ -187,6 +213,48 @@ async fn https_get(client: &HttpsClient, url: &str) -> Result<(u16, String), Str
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .map_err(|_| format!("GET {url} timed out"))?
+}
+
+/// Start the `pebble` process in `dir` (which holds pebble.json and the TLS files).
+fn spawn_pebble(opts: &PebbleOptions, dir: &Path, dns: &str) -> Result<Guard, String> {
+    let pebble_bin = opts.release.binary();
+    let mut cmd = child_command(&pebble_bin);
+    let resolver = opts.dns_server.as_deref().unwrap_or(dns);
+    cmd.args(["-config", "pebble.json", "-dnsserver", resolver]);
+    let envs = [
+        (
+            "PEBBLE_VA_NOSLEEP",
+            opts.va_nosleep.then(|| "1".to_string()),
+        ),
+        (
+            "PEBBLE_WFE_NONCEREJECT",
+            opts.nonce_reject.map(|n| n.to_string()),
+        ),
+        ("PEBBLE_AUTHZREUSE", opts.authz_reuse.map(|n| n.to_string())),
+        (
+            "PEBBLE_ALTERNATE_ROOTS",
+            (opts.alternate_roots > 0).then(|| opts.alternate_roots.to_string()),
+        ),
+        (
+            "PEBBLE_CHAIN_LENGTH",
+            opts.chain_length.map(|n| n.to_string()),
+        ),
+    ];
+    for (key, value) in envs {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+    let (out, err) = log_file(&dir.join("pebble.log"));
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map(Guard)
+        .map_err(|e| format!("spawn {}: {e}", pebble_bin.display()))
 }
 
 impl Pebble {
@@ -208,7 +276,7 @@ impl Pebble {
 
     async fn try_start(opts: &PebbleOptions) -> Result<Pebble, String> {
         let hint = "apt-get install -y pebble";
-        let pebble_bin = opts.release.binary();
+        opts.release.binary();
         let chall_bin = require_program("pebble-challtestsrv", hint);
         let dir = tempfile::Builder::new()
             .prefix("certfleet-pebble-")
@@ -222,7 +290,9 @@ impl Pebble {
         let validity = opts
             .validity_secs
             .map(|s| format!(",\n  \"certificateValidityPeriod\": {s}"))
-            .unwrap_or_default();
+            .into_iter()
+            .chain(opts.extra_config.iter().map(|c| format!(",\n  {c}")))
+            .collect::<String>();
         let eab_keys = opts
             .eab_keys
             .iter()
@@ -264,39 +334,12 @@ impl Pebble {
             .map(Guard)
             .map_err(|e| format!("spawn {}: {e}", chall_bin.display()))?;
 
-        let mut cmd = child_command(&pebble_bin);
-        let resolver = opts.dns_server.clone().unwrap_or_else(|| dns.clone());
-        cmd.args(["-config", "pebble.json", "-dnsserver", &resolver]);
-        let envs = [
-            (
-                "PEBBLE_VA_NOSLEEP",
-                opts.va_nosleep.then(|| "1".to_string()),
-            ),
-            (
-                "PEBBLE_WFE_NONCEREJECT",
-                opts.nonce_reject.map(|n| n.to_string()),
-            ),
-            ("PEBBLE_AUTHZREUSE", opts.authz_reuse.map(|n| n.to_string())),
-        ];
-        for (key, value) in envs {
-            match value {
-                Some(v) => cmd.env(key, v),
-                None => cmd.env_remove(key),
-            };
-        }
-        let (out, err) = log_file(&dir.path().join("pebble.log"));
-        let pebble = cmd
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map(Guard)
-            .map_err(|e| format!("spawn {}: {e}", pebble_bin.display()))?;
+        let pebble = spawn_pebble(opts, dir.path(), &dns)?;
 
         let mut this = Pebble {
             pebble,
             challtestsrv,
+            opts: opts.clone(),
             ca_path: dir.path().join("ca.pem"),
             dir,
             ca_pem,
@@ -310,6 +353,27 @@ impl Pebble {
         };
         this.wait_ready().await?;
         Ok(this)
+    }
+
+    /// Stop Pebble (by PID) and start it again with the same configuration on the same
+    /// ports, as after a crash or a wiped database: every account, order and certificate is
+    /// forgotten, and the roots and intermediates are new (fetch them again).
+    pub async fn restart(&mut self) {
+        let dns = format!("127.0.0.1:{}", self.dns_port);
+        let _ = self.pebble.0.kill();
+        let _ = self.pebble.0.wait();
+        // The listening sockets close with the process; wait until the port is free.
+        for _ in 0..100 {
+            if !tcp_open(self.port).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.pebble = spawn_pebble(&self.opts, self.dir.path(), &dns)
+            .unwrap_or_else(|e| panic!("restarting Pebble failed: {e}"));
+        if let Err(e) = self.wait_ready().await {
+            panic!("restarting Pebble failed: {e}");
+        }
     }
 
     async fn wait_ready(&mut self) -> Result<(), String> {
@@ -411,7 +475,13 @@ impl Pebble {
 
     /// PEM of Pebble's root CA (regenerated at every start), from `/roots/0`.
     pub async fn root_pem(&self) -> String {
-        self.get_ok(&format!("{}/roots/0", self.management_url()))
+        self.root_pem_at(0).await
+    }
+
+    /// PEM of root `n`: 0 is the default chain's, 1.. the alternates'
+    /// ([`PebbleOptions::alternate_roots`]).
+    pub async fn root_pem_at(&self, n: u32) -> String {
+        self.get_ok(&format!("{}/roots/{n}", self.management_url()))
             .await
     }
 

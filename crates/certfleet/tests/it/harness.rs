@@ -236,10 +236,36 @@ impl Server {
         panic!("the server kept running although start-up should have failed");
     }
 
+    /// Start again after [`Server::kill`] (or stop) on the same data directory.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// Stop and start again on the same data directory.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Stop and start again on the same data directory with other extra flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.stop();
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.spawn();
+    }
+
+    /// `GET /api/v1/events?limit=1000`, newest first.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.api_request("GET", "/api/v1/events?limit=1000", None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("events JSON")
+    }
+
+    /// `GET /api/v1/issuers`.
+    pub fn issuers(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.api_request("GET", "/api/v1/issuers", None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("issuers JSON")
     }
 
     /// Run `certfleet --data-dir D <args>`.

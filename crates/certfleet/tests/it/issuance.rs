@@ -143,6 +143,7 @@ async fn one_name_ecdsa_issues_exports_and_keeps_keys_sealed() {
         "DAYS LEFT",
         "AUTO-RENEW",
         "STATUS",
+        "NEXT",
         "LAST ERROR",
     ] {
         assert!(header.contains(col), "{header}");

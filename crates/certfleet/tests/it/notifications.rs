@@ -292,12 +292,15 @@ async fn short_lived_certificates_get_one_expiring_event_at_a_sixth_of_their_lif
     let config = write_config(dir.path(), &config);
     let mut server =
         Server::start_next_to(&pebble, &dir.path().join("data"), &["--config", &config]);
+    // Renewed with 1 s left, so the version lives past its 1/6 threshold (5 s left).
     server.cli_ok(&[
         "cert",
         "add",
         "short",
         "--domain",
         "short.example.test",
+        "--renew-before",
+        "1s",
         "--wait",
     ]);
     let detail: serde_json::Value =

@@ -29,6 +29,8 @@ async fn serve() -> (SocketAddr, Arc<dyn Store>, Arc<LiveTokens>) {
             challenge: ChallengeKind::Http01,
             source: Source::Acme,
             solvers: Default::default(),
+            profile: None,
+            renew_before: None,
         })
         .await
         .unwrap();

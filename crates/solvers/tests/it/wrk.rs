@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use certfleet_core::policy::AriWindow;
 use certfleet_core::time::UnixTime;
 use certfleet_core::{
     AccountRecord, AgentSeen, Certificate, CertificateStatus, DeploymentRecord, DeploymentReport,
@@ -205,6 +206,73 @@ impl Store for Counting {
     async fn revision(&self) -> Result<u64, StoreError> {
         self.tick();
         self.inner.revision().await
+    }
+    async fn claim_due(
+        &self,
+        o: &str,
+        now: UnixTime,
+        until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Certificate>, StoreError> {
+        self.tick();
+        self.inner.claim_due(o, now, until, limit).await
+    }
+    async fn claim(
+        &self,
+        n: &str,
+        o: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<Option<Certificate>, StoreError> {
+        self.tick();
+        self.inner.claim(n, o, now, until).await
+    }
+    async fn extend_claim(&self, n: &str, o: &str, until: UnixTime) -> Result<bool, StoreError> {
+        self.tick();
+        self.inner.extend_claim(n, o, until).await
+    }
+    async fn release_claim(
+        &self,
+        n: &str,
+        o: &str,
+        next: Option<UnixTime>,
+    ) -> Result<bool, StoreError> {
+        self.tick();
+        self.inner.release_claim(n, o, next).await
+    }
+    async fn release_all_claims(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.tick();
+        self.inner.release_all_claims(now).await
+    }
+    async fn next_due(&self) -> Result<Option<UnixTime>, StoreError> {
+        self.tick();
+        self.inner.next_due().await
+    }
+    async fn set_retry_after(&self, n: &str, at: Option<UnixTime>) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.set_retry_after(n, at).await
+    }
+    async fn set_pending_key(&self, n: &str, k: Option<&Secret>) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.set_pending_key(n, k).await
+    }
+    async fn pending_key(&self, n: &str) -> Result<Option<Secret>, StoreError> {
+        self.tick();
+        self.inner.pending_key(n).await
+    }
+    async fn version(&self, n: &str, s: u32) -> Result<Option<Version>, StoreError> {
+        self.tick();
+        self.inner.version(n, s).await
+    }
+    async fn set_ari(
+        &self,
+        n: &str,
+        s: u32,
+        w: Option<AriWindow>,
+        at: Option<UnixTime>,
+    ) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.set_ari(n, s, w, at).await
     }
 }
 

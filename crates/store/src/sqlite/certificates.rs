@@ -1,5 +1,6 @@
-//! Queries on the `certificates` table.
+//! Queries on the `certificates` table, including the renewal claims (see `claims`).
 
+use certfleet_core::policy::AriWindow;
 use certfleet_core::time::{self, UnixTime};
 use certfleet_core::{
     CertName, Certificate, CertificateStatus, DnsName, IssuedFor, Labels, NewCertificate, Source,
@@ -13,10 +14,11 @@ use super::{Fail, cert_not_found, corrupt, parse, to_u32};
 const ID_BYTES: usize = 16;
 
 /// Columns of a [`Certificate`], with `not_after` from its current version.
-const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind, c.challenge,
-        c.source, c.status, c.current_version, v.not_after, c.failure_streak, c.last_error,
-        c.next_due, c.order_url, c.created_at, c.updated_at, c.labels, v.domains, v.issuer,
-        v.key_kind, c.solvers
+pub(super) const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key_kind,
+        c.challenge, c.source, c.status, c.current_version, v.not_after, c.failure_streak,
+        c.last_error, c.next_due, c.order_url, c.created_at, c.updated_at, c.labels, v.domains,
+        v.issuer, v.key_kind, c.solvers, c.profile, c.renew_before, c.retry_after, v.not_before,
+        v.ari_start, v.ari_end, c.ari_fetch_at, c.claim_owner, c.claim_until
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -25,11 +27,16 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
     let now = time::now();
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
     let solvers = serde_json::to_string(&new.solvers).map_err(|e| StoreError::Backend(e.into()))?;
-    let inserted = conn.execute(
-        "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
-            status, failure_streak, created_at, updated_at, solvers)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10)",
-        params![
+    // A certificate certfleet renews is due at once: the scheduler issues it.
+    let next_due = (new.source == Source::Acme).then_some(now);
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO certificates (id, name, domains, issuer, key_kind, challenge, source,
+            status, failure_streak, created_at, updated_at, solvers, next_due, profile,
+            renew_before)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
             id,
             new.name.as_str(),
             domains,
@@ -40,8 +47,10 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
             CertificateStatus::Pending.as_str(),
             now,
             solvers,
-        ],
-    );
+            next_due,
+            new.profile,
+            new.renew_before.map(|r| r.to_string()),
+        ]);
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(StoreError::AlreadyExists(new.name.to_string()).into());
@@ -61,13 +70,21 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         not_after: None,
         failure_streak: 0,
         last_error: None,
-        next_due: None,
+        next_due,
         order_url: None,
         created_at: now,
         updated_at: now,
         current: None,
         labels: Labels::new(),
         solvers: new.solvers.clone(),
+        profile: new.profile.clone(),
+        renew_before: new.renew_before,
+        retry_after: None,
+        not_before: None,
+        ari_window: None,
+        ari_fetch_at: None,
+        claim_owner: None,
+        claim_until: None,
     })
 }
 
@@ -100,13 +117,13 @@ pub(super) fn update_declaration(
 }
 
 pub(super) fn get(conn: &Connection, name: &str) -> Result<Option<Certificate>, Fail> {
-    let mut stmt = conn.prepare(&format!("{SELECT} WHERE c.name = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE c.name = ?1"))?;
     let mut rows = stmt.query([name])?;
     rows.next()?.map(from_row).transpose()
 }
 
 pub(super) fn list(conn: &Connection) -> Result<Vec<Certificate>, Fail> {
-    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY c.name"))?;
+    let mut stmt = conn.prepare_cached(&format!("{SELECT} ORDER BY c.name"))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -117,7 +134,10 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<Certificate>, Fail> {
 
 /// Versions and challenges go with the certificate (`ON DELETE CASCADE`); events stay.
 pub(super) fn delete(conn: &Connection, name: &str) -> Result<bool, Fail> {
-    Ok(conn.execute("DELETE FROM certificates WHERE name = ?1", [name])? > 0)
+    Ok(conn
+        .prepare_cached("DELETE FROM certificates WHERE name = ?1")?
+        .execute([name])?
+        > 0)
 }
 
 pub(super) fn set_status(
@@ -126,8 +146,9 @@ pub(super) fn set_status(
     status: CertificateStatus,
     error: Option<&str>,
 ) -> Result<(), Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET
+    let changed = conn
+        .prepare_cached(
+            "UPDATE certificates SET
             status = ?2,
             failure_streak = CASE ?2 WHEN 'failed' THEN failure_streak + 1
                                      WHEN 'valid' THEN 0
@@ -137,8 +158,8 @@ pub(super) fn set_status(
                                  ELSE last_error END,
             updated_at = ?4
          WHERE name = ?1",
-        params![name, status.as_str(), error, time::now()],
-    )?;
+        )?
+        .execute(params![name, status.as_str(), error, time::now()])?;
     if changed == 0 {
         return Err(cert_not_found(name));
     }
@@ -163,10 +184,25 @@ pub(super) fn set_source(
 }
 
 pub(super) fn set_order_url(conn: &Connection, name: &str, url: Option<&str>) -> Result<(), Fail> {
-    let changed = conn.execute(
-        "UPDATE certificates SET order_url = ?2, updated_at = ?3 WHERE name = ?1",
-        params![name, url, time::now()],
-    )?;
+    let changed = conn
+        .prepare_cached("UPDATE certificates SET order_url = ?2, updated_at = ?3 WHERE name = ?1")?
+        .execute(params![name, url, time::now()])?;
+    if changed == 0 {
+        return Err(cert_not_found(name));
+    }
+    Ok(())
+}
+
+pub(super) fn set_retry_after(
+    conn: &Connection,
+    name: &str,
+    at: Option<UnixTime>,
+) -> Result<(), Fail> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE certificates SET retry_after = ?2, updated_at = ?3 WHERE name = ?1",
+        )?
+        .execute(params![name, at, time::now()])?;
     if changed == 0 {
         return Err(cert_not_found(name));
     }
@@ -176,11 +212,8 @@ pub(super) fn set_order_url(conn: &Connection, name: &str, url: Option<&str>) ->
 /// The id and current version of the certificate called `name`.
 pub(super) fn id_and_current(conn: &Connection, name: &str) -> Result<(String, Option<u32>), Fail> {
     let found: Option<(String, Option<i64>)> = conn
-        .query_row(
-            "SELECT id, current_version FROM certificates WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT id, current_version FROM certificates WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (id, current) = found.ok_or_else(|| cert_not_found(name))?;
     let current = current
@@ -189,7 +222,7 @@ pub(super) fn id_and_current(conn: &Connection, name: &str) -> Result<(String, O
     Ok((id, current))
 }
 
-fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
+pub(super) fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
     let name: String = row.get(1)?;
     let domains: String = row.get(2)?;
     let source: String = row.get(6)?;
@@ -215,6 +248,23 @@ fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         current: issued_for(row)?,
         solvers: serde_json::from_str(&row.get::<_, String>(20)?)
             .map_err(|e| corrupt(format!("column solvers: {e}")))?,
+        profile: row.get(21)?,
+        renew_before: row
+            .get::<_, Option<String>>(22)?
+            .map(|r| parse(&r, "renew_before"))
+            .transpose()?,
+        retry_after: row.get(23)?,
+        not_before: row.get(24)?,
+        ari_window: match (
+            row.get::<_, Option<i64>>(25)?,
+            row.get::<_, Option<i64>>(26)?,
+        ) {
+            (Some(start), Some(end)) => Some(AriWindow { start, end }),
+            _ => None,
+        },
+        ari_fetch_at: row.get(27)?,
+        claim_owner: row.get(28)?,
+        claim_until: row.get(29)?,
     })
 }
 

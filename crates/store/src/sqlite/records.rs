@@ -6,9 +6,9 @@ use certfleet_core::time::UnixTime;
 use certfleet_core::{AccountRecord, Event, EventQuery, Http01Challenge, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Fail;
 use super::certificates::id_and_current;
 use super::versions::secret_from_utf8;
+use super::{Fail, corrupt};
 use crate::seal::Sealer;
 
 /// Associated data binding sealed credentials to their account row.
@@ -26,15 +26,16 @@ pub(super) fn account(
     issuer: &str,
     directory_url: &str,
 ) -> Result<Option<AccountRecord>, Fail> {
-    let found: Option<(String, Vec<u8>, UnixTime)> = conn
-        .query_row(
-            "SELECT account_url, sealed_credentials, created_at FROM accounts
+    let found: Option<(String, Vec<u8>, UnixTime, String)> = conn
+        .prepare_cached(
+            "SELECT account_url, sealed_credentials, created_at, contacts FROM accounts
              WHERE issuer = ?1 AND directory_url = ?2",
-            [issuer, directory_url],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row([issuer, directory_url], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
-    let Some((account_url, blob, created_at)) = found else {
+    let Some((account_url, blob, created_at, contacts)) = found else {
         return Ok(None);
     };
     let what = account_label(issuer, directory_url);
@@ -47,6 +48,8 @@ pub(super) fn account(
         account_url,
         credentials: secret_from_utf8(plain, &what)?,
         created_at,
+        contacts: serde_json::from_str(&contacts)
+            .map_err(|e| corrupt(format!("column accounts.contacts: {e}")))?,
     }))
 }
 
@@ -58,28 +61,33 @@ pub(super) fn save_account(
 ) -> Result<(), Fail> {
     let aad = account_aad(&account.issuer, &account.directory_url);
     let sealed = sealer.seal(account.credentials.expose().as_bytes(), aad.as_bytes());
-    conn.execute(
-        "INSERT INTO accounts (issuer, directory_url, account_url, sealed_credentials, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+    let contacts =
+        serde_json::to_string(&account.contacts).map_err(|e| StoreError::Backend(e.into()))?;
+    conn.prepare_cached(
+        "INSERT INTO accounts (issuer, directory_url, account_url, sealed_credentials, created_at,
+            contacts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (issuer, directory_url) DO UPDATE SET
             account_url = excluded.account_url,
             sealed_credentials = excluded.sealed_credentials,
-            created_at = excluded.created_at",
-        params![
-            account.issuer,
-            account.directory_url,
-            account.account_url,
-            sealed,
-            account.created_at,
-        ],
-    )?;
+            created_at = excluded.created_at,
+            contacts = excluded.contacts",
+    )?
+    .execute(params![
+        account.issuer,
+        account.directory_url,
+        account.account_url,
+        sealed,
+        account.created_at,
+        contacts,
+    ])?;
     Ok(())
 }
 
 /// Publish (or re-publish) a response; the host is stored lowercase.
 pub(super) fn put_challenge(conn: &Connection, challenge: &Http01Challenge) -> Result<(), Fail> {
     let (certificate_id, _) = id_and_current(conn, &challenge.certificate)?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO http01_challenges (token, host, key_authorization, certificate_id, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (token) DO UPDATE SET
@@ -87,14 +95,14 @@ pub(super) fn put_challenge(conn: &Connection, challenge: &Http01Challenge) -> R
             key_authorization = excluded.key_authorization,
             certificate_id = excluded.certificate_id,
             expires_at = excluded.expires_at",
-        params![
-            challenge.token,
-            challenge.host.to_ascii_lowercase(),
-            challenge.key_authorization,
-            certificate_id,
-            challenge.expires_at,
-        ],
-    )?;
+    )?
+    .execute(params![
+        challenge.token,
+        challenge.host.to_ascii_lowercase(),
+        challenge.key_authorization,
+        certificate_id,
+        challenge.expires_at,
+    ])?;
     Ok(())
 }
 
@@ -106,12 +114,11 @@ pub(super) fn challenge_response(
     now: UnixTime,
 ) -> Result<Option<String>, Fail> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT key_authorization FROM http01_challenges
              WHERE token = ?1 AND host = ?2 AND expires_at > ?3",
-            params![token, host.to_ascii_lowercase(), now],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![token, host.to_ascii_lowercase(), now], |r| r.get(0))
         .optional()?)
 }
 
@@ -129,10 +136,9 @@ pub(super) fn remove_challenges(conn: &mut Connection, tokens: &[String]) -> Res
 
 /// Drop every response that is no longer live at `now` (`expires_at <= now`).
 pub(super) fn purge_challenges(conn: &Connection, now: UnixTime) -> Result<u64, Fail> {
-    let removed = conn.execute(
-        "DELETE FROM http01_challenges WHERE expires_at <= ?1",
-        [now],
-    )?;
+    let removed = conn
+        .prepare_cached("DELETE FROM http01_challenges WHERE expires_at <= ?1")?
+        .execute([now])?;
     Ok(removed as u64)
 }
 

@@ -179,6 +179,21 @@ const MIGRATIONS: &[&str] = &[
         presented_at       BIGINT NOT NULL,
         PRIMARY KEY (solver, token)
     );",
+    // 7: the contacts the CA confirmed for each account (JSON array of mailto: URLs).
+    "ALTER TABLE accounts ADD COLUMN contacts TEXT NOT NULL DEFAULT '[]';",
+    // 8: renewal (issue 6): settings, the CA's Retry-After, ARI windows, claims with an owner
+    // and an expiry, and the sealed key of an order in flight. Certificates without a
+    // schedule become due, so the scheduler computes one.
+    "ALTER TABLE certificates ADD COLUMN profile TEXT;
+    ALTER TABLE certificates ADD COLUMN renew_before TEXT;
+    ALTER TABLE certificates ADD COLUMN retry_after BIGINT;
+    ALTER TABLE certificates ADD COLUMN ari_fetch_at BIGINT;
+    ALTER TABLE certificates ADD COLUMN claim_owner TEXT;
+    ALTER TABLE certificates ADD COLUMN claim_until BIGINT;
+    ALTER TABLE certificates ADD COLUMN pending_key BLOB;
+    ALTER TABLE versions ADD COLUMN ari_start BIGINT;
+    ALTER TABLE versions ADD COLUMN ari_end BIGINT;
+    UPDATE certificates SET next_due = updated_at WHERE next_due IS NULL AND source = 'acme';",
 ];
 
 /// A database written by a newer certfleet than this one.

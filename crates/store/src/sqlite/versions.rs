@@ -1,6 +1,7 @@
 //! Queries on the `versions` table; private keys are sealed here and nowhere else.
 
-use certfleet_core::time;
+use certfleet_core::policy::AriWindow;
+use certfleet_core::time::{self, UnixTime};
 use certfleet_core::{CertificateStatus, NewVersion, Secret, StoreError, Version};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -23,11 +24,9 @@ pub(super) fn add(
 ) -> Result<Version, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (id, replaces) = id_and_current(&tx, name)?;
-    let next: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE certificate_id = ?1",
-        [&id],
-        |r| r.get(0),
-    )?;
+    let next: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE certificate_id = ?1")?
+        .query_row([&id], |r| r.get(0))?;
     let seq = to_u32(next, "versions.seq")?;
     let sealed_key = sealer.seal(
         new.key_pem.expose().as_bytes(),
@@ -35,34 +34,35 @@ pub(super) fn add(
     );
     let now = time::now();
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO versions (certificate_id, seq, serial, not_before, not_after, leaf_pem,
             chain_pem, key_kind, sealed_key, issued_at, order_url, replaces, revoked_at,
             domains, issuer)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, ?13, ?14)",
-        params![
-            id,
-            seq,
-            new.serial,
-            new.not_before,
-            new.not_after,
-            new.leaf_pem,
-            new.chain_pem,
-            new.key_kind.as_str(),
-            sealed_key,
-            now,
-            new.order_url,
-            replaces,
-            domains,
-            new.issuer,
-        ],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![
+        id,
+        seq,
+        new.serial,
+        new.not_before,
+        new.not_after,
+        new.leaf_pem,
+        new.chain_pem,
+        new.key_kind.as_str(),
+        sealed_key,
+        now,
+        new.order_url,
+        replaces,
+        domains,
+        new.issuer,
+    ])?;
+    tx.prepare_cached(
         "UPDATE certificates SET current_version = ?2, status = ?3, failure_streak = 0,
-            last_error = NULL, order_url = NULL, updated_at = ?4
+            last_error = NULL, order_url = NULL, pending_key = NULL, retry_after = NULL,
+            ari_fetch_at = NULL, updated_at = ?4
          WHERE id = ?1",
-        params![id, seq, CertificateStatus::Valid.as_str(), now],
-    )?;
+    )?
+    .execute(params![id, seq, CertificateStatus::Valid.as_str(), now])?;
     tx.commit()?;
     Ok(Version {
         seq,
@@ -79,14 +79,92 @@ pub(super) fn add(
     })
 }
 
+/// Version `seq` of `name`, if it exists.
+pub(super) fn get(conn: &Connection, name: &str, seq: u32) -> Result<Option<Version>, Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{VERSION_COLUMNS} WHERE certificate_id = ?1 AND seq = ?2"
+    ))?;
+    let mut rows = stmt.query(params![id, seq])?;
+    rows.next()?.map(from_row).transpose()
+}
+
+/// Record the ARI window of version `seq` and when to fetch it again.
+pub(super) fn set_ari(
+    conn: &mut Connection,
+    name: &str,
+    seq: u32,
+    window: Option<AriWindow>,
+    fetch_at: Option<UnixTime>,
+) -> Result<(), Fail> {
+    let tx = conn.transaction()?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE versions SET ari_start = ?3, ari_end = ?4
+             WHERE seq = ?2 AND certificate_id = (SELECT id FROM certificates WHERE name = ?1)",
+        )?
+        .execute(params![
+            name,
+            seq,
+            window.map(|w| w.start),
+            window.map(|w| w.end)
+        ])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("version {seq} of certificate {name:?}")).into());
+    }
+    tx.prepare_cached("UPDATE certificates SET ari_fetch_at = ?2 WHERE name = ?1")?
+        .execute(params![name, fetch_at])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Associated data binding the sealed key of an order in flight to its certificate.
+fn pending_key_aad(certificate_id: &str) -> String {
+    format!("certfleet/v1/pending-key/{certificate_id}")
+}
+
+pub(super) fn set_pending_key(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+    key: Option<&Secret>,
+) -> Result<(), Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let sealed = key.map(|k| sealer.seal(k.expose().as_bytes(), pending_key_aad(&id).as_bytes()));
+    conn.prepare_cached("UPDATE certificates SET pending_key = ?2 WHERE id = ?1")?
+        .execute(params![id, sealed])?;
+    Ok(())
+}
+
+pub(super) fn pending_key(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+) -> Result<Option<Secret>, Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let blob: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT pending_key FROM certificates WHERE id = ?1")?
+        .query_row([&id], |r| r.get(0))?;
+    let Some(blob) = blob else {
+        return Ok(None);
+    };
+    let what = format!("the key of the order in flight for certificate {name:?}");
+    let plain = sealer
+        .open(&blob, pending_key_aad(&id).as_bytes())
+        .map_err(|_| StoreError::Unseal(what.clone()))?;
+    secret_from_utf8(plain, &what).map(Some)
+}
+
+const VERSION_COLUMNS: &str = "SELECT seq, serial, not_before, not_after, leaf_pem, chain_pem,
+        key_kind, issued_at, order_url, replaces, revoked_at
+    FROM versions";
+
 /// Every version of `name`, oldest first.
 pub(super) fn list(conn: &Connection, name: &str) -> Result<Vec<Version>, Fail> {
     let (id, _) = id_and_current(conn, name)?;
-    let mut stmt = conn.prepare(
-        "SELECT seq, serial, not_before, not_after, leaf_pem, chain_pem, key_kind, issued_at,
-            order_url, replaces, revoked_at
-         FROM versions WHERE certificate_id = ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{VERSION_COLUMNS} WHERE certificate_id = ?1 ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([&id])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -103,13 +181,12 @@ pub(super) fn key(
     seq: u32,
 ) -> Result<Secret, Fail> {
     let found: Option<(String, Option<Vec<u8>>)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT c.id, v.sealed_key FROM certificates c
              LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = ?2
              WHERE c.name = ?1",
-            params![name, seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row(params![name, seq], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (id, blob) = found.ok_or_else(|| cert_not_found(name))?;
     let what = format!("the key of version {seq} of certificate {name:?}");

@@ -18,6 +18,7 @@ pub async fn accounts(store: &dyn Store) {
         account_url: "https://ca.test/acct/1".to_string(),
         credentials: Secret::new(r#"{"id":"https://ca.test/acct/1","key_pkcs8":"c2VjcmV0"}"#),
         created_at: 1_700_000_000,
+        contacts: vec!["mailto:ops@example.test".to_string()],
     };
     store.save_account(&account).await.unwrap();
     let read = store
@@ -28,6 +29,7 @@ pub async fn accounts(store: &dyn Store) {
     assert_eq!(read.account_url, account.account_url);
     assert_eq!(read.credentials, account.credentials);
     assert_eq!(read.created_at, account.created_at);
+    assert_eq!(read.contacts, account.contacts, "contacts round-trip");
     assert_eq!(
         (read.issuer.as_str(), read.directory_url.as_str()),
         ("suite", dir)
@@ -53,6 +55,10 @@ pub async fn accounts(store: &dyn Store) {
         account_url: "https://ca.test/acct/2".to_string(),
         credentials: Secret::new("new credentials"),
         created_at: 1_700_000_100,
+        contacts: vec![
+            "mailto:a@example.test".to_string(),
+            "mailto:b@example.test".to_string(),
+        ],
         ..account.clone()
     };
     store.save_account(&replacement).await.unwrap();
@@ -60,6 +66,10 @@ pub async fn accounts(store: &dyn Store) {
     assert_eq!(read.account_url, "https://ca.test/acct/2", "save replaces");
     assert_eq!(read.credentials.expose(), "new credentials");
     assert_eq!(read.created_at, 1_700_000_100);
+    assert_eq!(
+        read.contacts, replacement.contacts,
+        "contacts are replaced too"
+    );
     let read = store
         .account("suite", &staging.directory_url)
         .await

@@ -81,6 +81,7 @@ fn account(credentials: &str) -> AccountRecord {
         account_url: "https://ca.test/acct/7".into(),
         credentials: Secret::new(credentials),
         created_at: 1_700_000_000,
+        contacts: Vec::new(),
     }
 }
 

@@ -72,6 +72,7 @@ async fn swapped_account_credentials_do_not_open() {
             account_url: format!("{url}/acct"),
             credentials: Secret::new(format!("{issuer} credentials")),
             created_at: 1_700_000_000,
+            contacts: Vec::new(),
         };
         store.save_account(&account).await.unwrap();
     }

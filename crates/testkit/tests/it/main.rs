@@ -187,3 +187,105 @@ fn nginx_starts_as_nobody_reloads_refuses_a_broken_config_and_stops() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// GET `url` through a client that trusts only `ca_pem`; (status, Retry-After, body) or the error.
+async fn get(ca_pem: &str, url: &str) -> Result<(u16, Option<String>, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Empty<bytes::Bytes>>(connector);
+    let request = http::Request::get(url)
+        .header("User-Agent", "testkit-test")
+        .body(Empty::new())
+        .unwrap();
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((
+        status,
+        retry_after,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn fault_proxy_forwards_injects_and_records() {
+    use certfleet_testkit::proxy::{Action, FaultProxy, Match, Rule};
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let proxy = FaultProxy::start(&pebble).await;
+    let ca = pebble.ca_cert_pem();
+
+    // Forwarded with the client's Host: Pebble's URLs lead back to the proxy.
+    let (status, _, body) = get(&ca, &proxy.directory_url()).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("https://127.0.0.1:{}/order-plz", proxy.port())),
+        "{body}"
+    );
+
+    // An injected 503 with Retry-After, once; then Pebble again.
+    proxy.add(Rule::new(Match::get("/dir"), Action::unavailable("7")).times(1));
+    let (status, retry_after, body) = get(&ca, &proxy.directory_url()).await.unwrap();
+    assert_eq!((status, retry_after.as_deref()), (503, Some("7")));
+    assert!(
+        body.contains("urn:ietf:params:acme:error:serverInternal"),
+        "{body}"
+    );
+    assert_eq!(get(&ca, &proxy.directory_url()).await.unwrap().0, 200);
+
+    // A reset: the client gets no answer at all.
+    proxy.add(Rule::new(Match::get("/dir"), Action::Reset).times(1));
+    assert!(get(&ca, &proxy.directory_url()).await.is_err());
+    assert_eq!(get(&ca, &proxy.directory_url()).await.unwrap().0, 200);
+
+    // A slow answer.
+    proxy.add(
+        Rule::new(
+            Match::get("/dir"),
+            Action::Delay(Duration::from_millis(600)),
+        )
+        .times(1),
+    );
+    let started = Instant::now();
+    assert_eq!(get(&ca, &proxy.directory_url()).await.unwrap().0, 200);
+    assert!(started.elapsed() >= Duration::from_millis(600));
+
+    let records = proxy.requests();
+    let statuses: Vec<u16> = records.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 503, 200, 0, 200, 200]);
+    assert_eq!(records.iter().filter(|r| r.injected).count(), 2);
+    assert_eq!(proxy.count(&Match::get("/dir")), 6);
+}
+
+#[tokio::test]
+async fn pebble_restarts_on_the_same_ports_with_new_roots() {
+    let mut pebble = Pebble::start(PebbleOptions::fast()).await;
+    let (url, root) = (pebble.directory_url(), pebble.root_pem().await);
+    pebble.restart().await;
+    assert_eq!(pebble.directory_url(), url);
+    assert!(pebble.directory_json().await.contains("newOrder"));
+    assert_ne!(pebble.root_pem().await, root, "the roots are regenerated");
+}
