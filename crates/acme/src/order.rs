@@ -263,6 +263,11 @@ impl AcmeIssuer {
                         problem,
                     });
                 }
+                // A refusal that may pass (badNonce kept coming, rate limit, CA trouble) is
+                // no sign the order is gone: keep it for the next attempt.
+                if problem.is_retryable() || problem.status == Some(429) {
+                    return Err(AcmeError::Problem(problem));
+                }
                 tracing::info!(certificate, order = %url, %problem, "the CA no longer has the order; ordering anew");
                 progress.start_over();
                 return Ok(None);
@@ -378,10 +383,17 @@ impl AcmeIssuer {
             },
             Err(e) => Err(e.into()),
         };
-        if let Err(e) = solvers.cleanup(&challenges).await {
+        guard.disarm();
+        // An order left at the CA to resume (still validating when polling gave up) keeps its
+        // responses published: the CA may still look at them. They stay recorded, so the
+        // resumed order (or the next start) withdraws them.
+        let left_to_resume = matches!(
+            result,
+            Err(AcmeError::Timeout(_) | AcmeError::NotYet { .. })
+        );
+        if !left_to_resume && let Err(e) = solvers.cleanup(&challenges).await {
             tracing::warn!(certificate = request.certificate, error = %e, "could not withdraw challenge responses");
         }
-        guard.disarm();
         let ready = result?;
         if ready.status == OrderStatus::Invalid {
             progress.invalid = true;

@@ -190,8 +190,7 @@ fn err(field: impl std::fmt::Display, message: impl std::fmt::Display) -> AgentE
 /// Read and validate the file at `path`.
 pub fn load(path: &Path) -> Result<AgentConfig, AgentError> {
     let text = std::fs::read_to_string(path).map_err(|e| err(path.display(), e))?;
-    let file: FileConfig =
-        toml::from_str(&text).map_err(|e| err(path.display(), e.to_string().trim_end()))?;
+    let file: FileConfig = parse(&text).map_err(|e| err(path.display(), e))?;
     resolve(file, std::env::var(TOKEN_ENV).ok())
 }
 
@@ -442,9 +441,19 @@ fn default_state_dir() -> PathBuf {
     }
 }
 
-/// Parse the file's text (unknown keys are refused by name).
+/// Parse the file's text (unknown keys are refused by name). The error gives the line and
+/// column, never the quoted line, which may hold the token.
 pub fn parse(text: &str) -> Result<FileConfig, String> {
-    toml::from_str(text).map_err(|e| e.to_string())
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim_end();
+        match e.span() {
+            Some(span) => {
+                let (line, column) = certfleet_core::text::line_and_column(text, span.start);
+                format!("line {line}, column {column}: {message}")
+            }
+            None => message.to_string(),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -296,7 +296,7 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
                 );
             }
             let view = if wait {
-                wait_settled(&api, &name, None, timeout, json).await?
+                wait_settled(&api, &name, (None, 0), timeout, json).await?
             } else {
                 view
             };
@@ -340,7 +340,8 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
                 eprintln!("{name}: renewal started");
             }
             let view = if wait {
-                wait_settled(&api, &name, before.version, timeout, json).await?
+                let before = (before.version, before.failure_streak);
+                wait_settled(&api, &name, before, timeout, json).await?
             } else {
                 view
             };
@@ -559,13 +560,17 @@ pub fn cert_path(name: &str) -> String {
     format!("/api/v1/certificates/{safe}")
 }
 
+/// Poll until a version newer than `before.0` is valid, or the attempt failed: the failure
+/// streak grew past `before.1` and no attempt runs any more (a failure left from before the
+/// request is not this attempt's).
 async fn wait_settled(
     api: &Api,
     name: &str,
-    old_version: Option<u32>,
+    before: (Option<u32>, u32),
     timeout: Option<u64>,
     json: bool,
 ) -> Result<CertificateView, CliError> {
+    let (old_version, old_streak) = before;
     let timeout = timeout.unwrap_or(DEFAULT_WAIT_SECS);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut interval = WAIT_POLL_FIRST;
@@ -582,7 +587,7 @@ async fn wait_settled(
                 }
                 return Ok(view);
             }
-            "failed" => {
+            "failed" if !view.in_progress && view.failure_streak > old_streak => {
                 return Err(CliError::with_code(
                     exit::ISSUANCE_FAILED,
                     format!(

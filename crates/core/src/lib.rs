@@ -19,6 +19,7 @@ pub mod rules;
 pub mod secret;
 pub mod solver;
 pub mod store;
+pub mod text;
 pub mod time;
 
 pub use challenge::{ChallengeKind, Http01Challenge, TokenError, validate_token};

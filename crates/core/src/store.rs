@@ -68,9 +68,12 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Replace what a certificate is declared as (names, issuer, key kind, challenge, solvers); its
-    /// versions are kept, the current one stays current until a new one is added. Returns
-    /// the updated certificate; [`StoreError::NotFound`] if there is none.
+    /// Replace what a certificate is declared as (names, issuer, key kind, challenge, solvers,
+    /// profile, `renew_before`); its versions are kept, the current one stays current until a
+    /// new one is added. When what a version is issued for changed (the set of names, key kind,
+    /// issuer, challenge, solvers), an order in flight for the old declaration is forgotten
+    /// with its kept key; an ACME certificate becomes due now. Returns the updated
+    /// certificate; [`StoreError::NotFound`] if there is none.
     async fn update_declaration(
         &self,
         name: &str,
@@ -159,7 +162,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Switch who renews `name`: its source (`manual` → `acme` for `cert manage`) and its
-    /// issuer, in one write; the versions are kept. [`StoreError::NotFound`] if there is none.
+    /// issuer, in one write; the versions are kept. An ACME certificate without a due time
+    /// becomes due now (the scheduler then plans its renewal); a manual one has none.
+    /// [`StoreError::NotFound`] if there is none.
     async fn set_source(&self, name: &str, source: Source, issuer: &str) -> Result<(), StoreError>;
     /// Replace a certificate's labels; [`StoreError::NotFound`] if there is no such certificate.
     async fn set_labels(&self, name: &str, labels: &Labels) -> Result<(), StoreError>;

@@ -37,6 +37,9 @@ use crate::views::{
     VersionView, rfc3339,
 };
 
+/// How long a certificate being removed is held (claimed) against the scheduler, seconds.
+const REMOVAL_HOLD_SECS: i64 = 3600;
+
 /// Most events returned by one request.
 pub const MAX_EVENTS: u32 = 1000;
 
@@ -245,7 +248,16 @@ async fn remove(
             "certificate {name:?} not found"
         )));
     }
-    let cancelled = app.issuance.cancel(&name).await;
+    // Stop the attempt in flight, then hold the certificate (a claim moves its due time past
+    // the removal, so the scheduler leaves it alone), stop whatever started in between, and
+    // remove it: nothing is written about it after the `deleted` event.
+    let mut cancelled = app.issuance.cancel(&name).await;
+    let now = certfleet_core::time::now();
+    let _ = app
+        .store
+        .claim(&name, app.issuance.owner(), now, now + REMOVAL_HOLD_SECS)
+        .await;
+    cancelled |= app.issuance.cancel(&name).await;
     if !app.store.delete_certificate(&name).await? {
         return Err(ApiError::not_found(format!(
             "certificate {name:?} not found"

@@ -493,15 +493,13 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
                     continue;
                 };
                 let message = format!("the config file changed its declaration: {change}");
-                tracing::info!(certificate = name, "{message}; issuing a new version");
+                tracing::info!(certificate = name, "{message}");
+                // Due now: the scheduler orders a new version when what a version is issued
+                // for changed (the renewal engine sees the mismatch), else plans again.
                 app.store.update_declaration(name, &declared).await?;
                 app.store
                     .append_event(Some(name), EventKind::Changed, &message)
                     .await?;
-                if stored.auto_renewable() {
-                    let trigger = crate::issuance::Trigger::Requested { force: false };
-                    app.issuance.start(name, trigger).await?;
-                }
             }
         }
     }
@@ -543,6 +541,25 @@ fn declaration_change(stored: &Certificate, declared: &NewCertificate) -> Option
     }
     if stored.solvers != declared.solvers {
         parts.push("solvers changed".to_string());
+    }
+    if stored.profile != declared.profile {
+        let show = |p: &Option<String>| p.clone().unwrap_or_else(|| "(issuer's)".into());
+        parts.push(format!(
+            "profile {} → {}",
+            show(&stored.profile),
+            show(&declared.profile)
+        ));
+    }
+    if stored.renew_before != declared.renew_before {
+        let show = |r: &Option<certfleet_core::policy::RenewBefore>| {
+            r.map(|r| r.to_string())
+                .unwrap_or_else(|| "(default)".into())
+        };
+        parts.push(format!(
+            "renew_before {} → {}",
+            show(&stored.renew_before),
+            show(&declared.renew_before)
+        ));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }

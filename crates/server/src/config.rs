@@ -181,14 +181,23 @@ pub struct IssuerSection {
     pub profile: Option<String>,
 }
 
-/// `eab = { key_id = "...", hmac_key = "..." }`
-#[derive(Debug, Clone, Deserialize)]
+/// `eab = { key_id = "...", hmac_key = "..." }`; `Debug` never shows the HMAC key.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EabSection {
     /// Key identifier from the CA.
     pub key_id: String,
     /// HMAC key from the CA, base64url.
     pub hmac_key: String,
+}
+
+impl std::fmt::Debug for EabSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EabSection")
+            .field("key_id", &self.key_id)
+            .field("hmac_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `[[certificates]]`
@@ -249,6 +258,16 @@ pub struct Overrides {
     pub tls_alpn_listen: Option<String>,
     /// `--preferred-chain`
     pub preferred_chain: Option<String>,
+}
+
+impl Overrides {
+    /// Whether the flags describe the issuer named `default` (which they then create).
+    pub fn declare_default_issuer(&self) -> bool {
+        self.directory.is_some()
+            || !self.ca_roots.is_empty()
+            || !self.contacts.is_empty()
+            || self.preferred_chain.is_some()
+    }
 }
 
 /// A validated issuer.
@@ -343,7 +362,20 @@ impl Settings {
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| err(&name, e.to_string()))?;
-    toml::from_str(&text).map_err(|e| err(&name, e.to_string().trim_end().to_string()))
+    toml::from_str(&text).map_err(|e| err(&name, toml_error(&text, &e)))
+}
+
+/// A TOML error as `line L, column C: message`, without the quoted source line: the line
+/// may hold a secret (an EAB key, a TSIG secret, a password, a webhook URL) next to the typo.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let (line, column) = certfleet_core::text::line_and_column(text, span.start);
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
 }
 
 /// The default data directory: `$CERTFLEET_DATA_DIR`, else `/var/lib/certfleet` for root and
@@ -400,8 +432,12 @@ impl FileConfig {
         if max.1 == 0 {
             errors.check::<()>(Err(err(max.0, "must be at least 1")));
         }
+        // Issuers the settings declare (the flags' `default` among them): a certificate naming
+        // one that failed to resolve was reported with the issuer and is not told it is unknown.
         let mut declared_issuers: Vec<String> = self.issuers.keys().cloned().collect();
-        declared_issuers.push(DEFAULT_ISSUER.to_string());
+        if self.issuers.is_empty() || flags.declare_default_issuer() {
+            declared_issuers.push(DEFAULT_ISSUER.to_string());
+        }
         let issuers = errors
             .check_all(resolve_issuers(self.issuers, &flags))
             .unwrap_or_default();
@@ -412,14 +448,25 @@ impl FileConfig {
         };
         let tls_alpn_requested =
             flags.tls_alpn_listen.is_some() || self.server.tls_alpn01_listen.is_some();
-        let solvers = errors
-            .check(crate::solvers::resolve(&self.solvers, tls_alpn_requested))
-            .unwrap_or_default();
+        let (solvers, solver_errors) = crate::solvers::resolve(&self.solvers, tls_alpn_requested);
+        let solver_errors_found = !solver_errors.is_empty();
+        for e in solver_errors {
+            errors.check::<()>(Err(e));
+        }
         let token_ttl_secs = match solvers.get(crate::solvers::HTTP01) {
             Some(SolverPlan::Http01(p)) => p.token_ttl.as_secs(),
             _ => DEFAULT_TOKEN_TTL_SECS,
         };
-        let kinds = crate::solvers::kinds(&solvers);
+        // Certificates are checked against every declared solver, valid or not: a section
+        // with an error was reported above, and naming it is no second error.
+        let mut kinds = crate::solvers::kinds(&solvers);
+        if solver_errors_found {
+            kinds.extend(
+                self.solvers
+                    .iter()
+                    .filter_map(crate::solvers::declared_kind),
+            );
+        }
         let certificates: Vec<CertificateSettings> = self
             .certificates
             .iter()
@@ -428,7 +475,8 @@ impl FileConfig {
                 let result = resolve_certificate(i, c, &issuers, &kinds).map_err(|mut e| {
                     // An issuer that is declared but invalid was reported already.
                     let issuer = c.issuer.as_deref().unwrap_or(DEFAULT_ISSUER);
-                    if declared_issuers.iter().any(|d| d == issuer) {
+                    if declared_issuers.iter().any(|d| d == issuer) && !issuers.contains_key(issuer)
+                    {
                         e.0.retain(|e| !e.field.ends_with("].issuer"));
                     }
                     e
@@ -478,7 +526,11 @@ impl FileConfig {
             key: flags.tls_key.clone().or(self.server.tls_key),
             names: [flags.tls_names.clone(), self.server.tls_names].concat(),
         };
-        errors.check(check_tls(tls_requested, &tls));
+        let tls_from_flags = flags.tls_cert.is_some()
+            || flags.tls_key.is_some()
+            || !flags.tls_names.is_empty()
+            || flags.tls_listen.is_some();
+        errors.check_all(check_tls(tls_requested, &tls, tls_from_flags));
         let confirm = flags
             .http01_confirm_timeout_secs
             .or(self.server.http01_confirm_timeout_secs)
@@ -516,30 +568,54 @@ impl FileConfig {
     }
 }
 
-fn check_tls(listening: bool, tls: &crate::tls::TlsSettings) -> Result<(), ConfigError> {
+/// Check the TLS listener's settings; `flags` says whether they came from the command line
+/// (errors then name `--tls-cert`, ... rather than `server.tls_cert`). Every error is returned.
+fn check_tls(
+    listening: bool,
+    tls: &crate::tls::TlsSettings,
+    flags: bool,
+) -> Result<(), ConfigErrors> {
+    let name = |flag: &str, field: &str| {
+        if flags {
+            flag.to_string()
+        } else {
+            format!("server.{field}")
+        }
+    };
+    let mut errors = Errors::default();
     match (&tls.cert, &tls.key) {
-        (Some(_), None) => return Err(err("server.tls_key", "--tls-cert needs --tls-key")),
-        (None, Some(_)) => return Err(err("server.tls_cert", "--tls-key needs --tls-cert")),
-        _ => {}
-    }
+        (Some(_), None) => errors.check::<()>(Err(err(
+            name("--tls-key", "tls_key"),
+            "missing: a TLS certificate needs its key (--tls-key, server.tls_key)",
+        ))),
+        (None, Some(_)) => errors.check::<()>(Err(err(
+            name("--tls-cert", "tls_cert"),
+            "missing: a TLS key needs its certificate (--tls-cert, server.tls_cert)",
+        ))),
+        _ => None,
+    };
     if !listening && (tls.cert.is_some() || !tls.names.is_empty()) {
-        return Err(err(
-            "server.tls_listen",
-            "--tls-cert and --tls-name need --tls-listen ADDR (the TLS listener's address)",
-        ));
+        errors.check::<()>(Err(err(
+            name("--tls-listen", "tls_listen"),
+            "missing: --tls-cert and --tls-name need --tls-listen ADDR (the TLS listener's address)",
+        )));
     }
-    for (i, name) in tls.names.iter().enumerate() {
+    for name in &tls.names {
         let ok = name.parse::<std::net::IpAddr>().is_ok()
             || DnsName::parse(name).is_ok()
             || (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !ok {
-            return Err(err(
-                format!("server.tls_names[{i}]"),
+            errors.check::<()>(Err(err(
+                if flags {
+                    "--tls-name"
+                } else {
+                    "server.tls_names"
+                },
                 format!("{name:?} is neither a DNS name nor an IP address"),
-            ));
+            )));
         }
     }
-    Ok(())
+    errors.finish(|| ())
 }
 
 fn parse_addr(field: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -578,10 +654,7 @@ fn resolve_issuers(
         .iter()
         .map(|(name, s)| (name.clone(), FieldNames::file(name, s)))
         .collect();
-    let flags_given = flags.directory.is_some()
-        || !flags.ca_roots.is_empty()
-        || !flags.contacts.is_empty()
-        || flags.preferred_chain.is_some();
+    let flags_given = flags.declare_default_issuer();
     if flags_given || issuers.is_empty() {
         let entry = issuers
             .entry(DEFAULT_ISSUER.to_string())
@@ -958,6 +1031,61 @@ mod tests {
             let e = resolve(text).expect_err(text);
             assert_eq!(e.field, field, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_broken_solver_section_is_reported_without_crashing_or_cascading() {
+        let text = "[[solvers]]\nname = \"knot\"\ntype = \"rfc2136\"\nserver = \"not-an-addr\"\n\
+                    [[certificates]]\nname = \"w\"\ndomains = [\"a.example.com\", \"*.example.com\"]\n\
+                    solvers = { \"*.example.com\" = \"knot\" }\n\
+                    [[certificates]]\nname = \"v\"\ndomains = [\"b.example.com\"]\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let errors = file.resolve(Overrides::default()).unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["solvers[0].server"], "{errors}");
+    }
+
+    #[test]
+    fn a_certificate_naming_an_issuer_that_is_not_declared_is_refused() {
+        // With [issuers.*] in the file and no flags, there is no `default` issuer.
+        let text = "[issuers.le]\ndirectory = \"https://ca.test/dir\"\n\
+                    [[certificates]]\nname = \"w\"\ndomains = [\"a.example.com\"]\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let errors = file.resolve(Overrides::default()).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].field, "certificates[0].issuer");
+        assert!(
+            errors.0[0].message.contains("unknown issuer \"default\""),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn tls_flag_errors_name_the_flags_and_all_are_reported() {
+        let flags = Overrides {
+            tls_cert: Some("/etc/x.pem".into()),
+            tls_names: vec!["not a name".into()],
+            ..Overrides::default()
+        };
+        let errors = FileConfig::default().resolve(flags).unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        for want in ["--tls-key", "--tls-listen", "--tls-name"] {
+            assert!(fields.contains(&want), "{want} missing: {errors}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_do_not_echo_the_line_that_may_hold_a_secret() {
+        let text = "[issuers.z]\ndirectory = \"https://ca.test/d\"\n\
+                    eab = { key_id = \"kid\", hmac_kye = \"SuperSecretHmacValue\" }\n";
+        let e = toml::from_str::<FileConfig>(text).unwrap_err();
+        let shown = toml_error(text, &e);
+        assert!(!shown.contains("SuperSecretHmacValue"), "{shown}");
+        assert!(shown.starts_with("line 3, column "), "{shown}");
+        assert!(
+            shown.contains("hmac_kye"),
+            "the unknown key is named: {shown}"
+        );
     }
 
     #[test]

@@ -106,6 +106,7 @@ pub async fn import(
         app.store
             .set_source(name.as_str(), Source::Acme, issuer)
             .await?;
+        app.issuance.poke();
     }
     let managed = issuer
         .as_ref()
@@ -201,6 +202,7 @@ pub async fn manage(
     app.store
         .set_source(name.as_str(), Source::Acme, &body.issuer)
         .await?;
+    app.issuance.poke();
     let message = format!(
         "now renewed over ACME by issuer {}; the imported version {} stays current until then",
         body.issuer,

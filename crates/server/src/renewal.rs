@@ -102,11 +102,17 @@ async fn run(
         let message = format!("issuer {:?} is no longer configured", cert.issuer);
         return fail(issuance, cert, &message, None, now).await.map(Some);
     };
-    let scheduled_renewal =
-        trigger == Trigger::Scheduled && cert.order_url.is_none() && cert.current_version.is_some();
-    let mut reason = match trigger {
-        Trigger::Requested { .. } => "requested".to_string(),
-        Trigger::Scheduled => "first issuance".to_string(),
+    // A current version that no longer matches the declaration (names, key kind, issuer
+    // changed) is replaced at once, whatever the schedule says.
+    let mismatch = cert.declaration_mismatch();
+    let scheduled_renewal = trigger == Trigger::Scheduled
+        && cert.order_url.is_none()
+        && cert.current_version.is_some()
+        && mismatch.is_none();
+    let mut reason = match (trigger, &mismatch) {
+        (Trigger::Requested { .. }, _) => "requested".to_string(),
+        (Trigger::Scheduled, Some(m)) => format!("the declaration changed: {m}"),
+        (Trigger::Scheduled, None) => "first issuance".to_string(),
     };
     if scheduled_renewal {
         let Some(lifetime) = cert.lifetime() else {

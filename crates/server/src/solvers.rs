@@ -68,8 +68,9 @@ pub struct RedisSection {
     pub ttl_secs: Option<u64>,
 }
 
-/// `[[solvers]]`, selected by `type`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[solvers]]`, selected by `type`. `Debug` shows the type and name only: sections hold
+/// secrets (TSIG secrets, API tokens, AWS keys).
+#[derive(Clone, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum SolverSection {
     /// The built-in HTTP-01 responder.
@@ -350,223 +351,41 @@ fn http01_plan(
 pub fn resolve(
     sections: &[SolverSection],
     tls_alpn: bool,
-) -> Result<BTreeMap<String, SolverPlan>, ConfigError> {
+) -> (BTreeMap<String, SolverPlan>, Vec<ConfigError>) {
     let mut plans: BTreeMap<String, SolverPlan> = BTreeMap::new();
+    let mut errors = Vec::new();
     let mut http01_seen = false;
-    let client = || {
-        ApiClient::new(certfleet_solvers::api_client::DEFAULT_TIMEOUT).map_err(from_solver_error)
-    };
     for (i, s) in sections.iter().enumerate() {
-        let prefix = format!("solvers[{i}].");
-        let (name, plan) = match s {
-            SolverSection::Http01 {
-                token_ttl_secs,
-                redis,
-                self_check,
-                self_check_timeout_secs,
-            } => {
-                if http01_seen {
-                    return Err(err(format!("solvers[{i}]"), "http-01 is configured twice"));
-                }
-                http01_seen = true;
-                (
-                    HTTP01.to_string(),
-                    SolverPlan::Http01(http01_plan(
-                        &prefix,
-                        *token_ttl_secs,
-                        redis,
-                        self_check,
-                        *self_check_timeout_secs,
-                    )?),
-                )
-            }
-            SolverSection::TlsAlpn01 {} => {
-                if !tls_alpn {
-                    return Err(err(
-                        "server.tls_alpn01_listen",
-                        "the tls-alpn-01 solver needs a listener: set tls_alpn01_listen (or --tls-alpn-listen)",
-                    ));
-                }
+        if matches!(s, SolverSection::Http01 { .. }) {
+            if http01_seen {
+                errors.push(err(format!("solvers[{i}]"), "http-01 is configured twice"));
                 continue;
             }
-            SolverSection::Rfc2136 {
-                name,
-                server,
-                zone,
-                tsig_key,
-                tsig_algorithm,
-                tsig_secret,
-                tsig_secret_file,
-                ttl,
-                timeout_secs,
-                propagation,
-            } => {
-                let server = addr(format!("{prefix}server"), server, 53)?;
-                let secret = match (tsig_secret, tsig_secret_file) {
-                    (Some(_), Some(_)) => {
-                        return Err(err(
-                            format!("{prefix}tsig_secret_file"),
-                            "give tsig_secret or tsig_secret_file, not both",
-                        ));
-                    }
-                    (Some(s), None) => Some(s.clone()),
-                    (None, Some(path)) => Some(
-                        std::fs::read_to_string(path)
-                            .map_err(|e| {
-                                err(
-                                    format!("{prefix}tsig_secret_file"),
-                                    format!("{}: {e}", path.display()),
-                                )
-                            })?
-                            .trim()
-                            .to_string(),
-                    ),
-                    (None, None) => None,
-                };
-                let tsig = match (tsig_key, secret) {
-                    (Some(key), Some(secret)) => Some(Tsig {
-                        name: key.clone(),
-                        algorithm: tsig_algorithm
-                            .clone()
-                            .unwrap_or_else(|| "hmac-sha256".into()),
-                        secret: Secret::new(secret),
-                    }),
-                    (None, None) => None,
-                    (Some(_), None) => {
-                        return Err(err(
-                            format!("{prefix}tsig_secret"),
-                            "tsig_key is set but no tsig_secret or tsig_secret_file",
-                        ));
-                    }
-                    (None, Some(_)) => {
-                        return Err(err(
-                            format!("{prefix}tsig_key"),
-                            "a TSIG secret is set but no tsig_key (the key's name)",
-                        ));
-                    }
-                };
-                let settings = Rfc2136Settings {
-                    server,
-                    zone: zone.clone(),
-                    tsig,
-                    ttl: ttl.unwrap_or(rfc2136::DEFAULT_TTL),
-                    timeout: secs(
-                        format!("{prefix}timeout_secs"),
-                        *timeout_secs,
-                        rfc2136::DEFAULT_TIMEOUT,
-                    )?,
-                };
-                let provider = Rfc2136::new(&prefix, settings).map_err(from_solver_error)?;
-                (
-                    name.clone().unwrap_or_else(|| "rfc2136".into()),
-                    dns(Arc::new(provider), &prefix, propagation.as_ref())?,
-                )
-            }
-            SolverSection::AcmeDns {
-                name,
-                api_url,
-                credentials_file,
-                propagation,
-            } => {
-                let settings = AcmeDnsSettings {
-                    api_url: api_url.clone(),
-                    credentials_file: credentials_file.clone(),
-                };
-                let provider =
-                    AcmeDns::new(&prefix, &settings, client()?).map_err(from_solver_error)?;
-                (
-                    name.clone().unwrap_or_else(|| "acme-dns".into()),
-                    dns(Arc::new(provider), &prefix, propagation.as_ref())?,
-                )
-            }
-            SolverSection::Exec {
-                name,
-                present,
-                cleanup,
-                timeout_secs,
-                propagation,
-            } => {
-                let settings = ExecSettings {
-                    present: present.clone(),
-                    cleanup: cleanup.clone(),
-                    timeout: secs(
-                        format!("{prefix}timeout_secs"),
-                        *timeout_secs,
-                        exec::DEFAULT_TIMEOUT,
-                    )?,
-                };
-                let provider = Exec::new(&prefix, settings).map_err(from_solver_error)?;
-                (
-                    name.clone().unwrap_or_else(|| "exec".into()),
-                    dns(Arc::new(provider), &prefix, propagation.as_ref())?,
-                )
-            }
-            SolverSection::Cloudflare {
-                name,
-                api_token,
-                zone_id,
-                api_url,
-                propagation,
-            } => {
-                let token = env_or(api_token, cloudflare::TOKEN_ENV).unwrap_or_default();
-                let settings = CloudflareSettings {
-                    api_url: api_url
-                        .clone()
-                        .unwrap_or_else(|| cloudflare::DEFAULT_API_URL.into()),
-                    api_token: Secret::new(token),
-                    zone_id: zone_id.clone(),
-                };
-                let provider =
-                    Cloudflare::new(&prefix, settings, client()?).map_err(from_solver_error)?;
-                (
-                    name.clone().unwrap_or_else(|| "cloudflare".into()),
-                    dns(Arc::new(provider), &prefix, propagation.as_ref())?,
-                )
-            }
-            SolverSection::Route53 {
-                name,
-                hosted_zone_id,
-                access_key_id,
-                secret_access_key,
-                session_token,
-                api_url,
-                ttl,
-                propagation,
-            } => {
-                let credentials = Credentials {
-                    access_key_id: env_or(access_key_id, "AWS_ACCESS_KEY_ID").unwrap_or_default(),
-                    secret_access_key: Secret::new(
-                        env_or(secret_access_key, "AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
-                    ),
-                    session_token: env_or(session_token, "AWS_SESSION_TOKEN").map(Secret::new),
-                };
-                let settings = Route53Settings {
-                    api_url: api_url
-                        .clone()
-                        .unwrap_or_else(|| route53::DEFAULT_API_URL.into()),
-                    hosted_zone_id: hosted_zone_id.clone(),
-                    credentials,
-                    ttl: ttl.unwrap_or(route53::DEFAULT_TTL),
-                    change_poll: route53::CHANGE_POLL,
-                };
-                let provider =
-                    Route53::new(&prefix, settings, client()?).map_err(from_solver_error)?;
-                (
-                    name.clone().unwrap_or_else(|| "route53".into()),
-                    dns(Arc::new(provider), &prefix, propagation.as_ref())?,
-                )
+            http01_seen = true;
+        }
+        let prefix = format!("solvers[{i}].");
+        let (name, plan) = match resolve_one(&prefix, s, tls_alpn) {
+            Ok(Some(resolved)) => resolved,
+            Ok(None) => continue,
+            Err(e) => {
+                errors.push(e);
+                continue;
             }
         };
-        check_name(&prefix, &name)?;
+        if let Err(e) = check_name(&prefix, &name) {
+            errors.push(e);
+            continue;
+        }
         if matches!(plan, SolverPlan::Dns01 { .. }) && [HTTP01, TLS_ALPN01].contains(&name.as_str())
         {
-            return Err(err(
+            errors.push(err(
                 format!("{prefix}name"),
                 format!("{name:?} is the name of the built-in solver; choose another"),
             ));
+            continue;
         }
         if plans.insert(name.clone(), plan).is_some() {
-            return Err(err(
+            errors.push(err(
                 format!("{prefix}name"),
                 format!("solver {name:?} is configured twice; give each a distinct name"),
             ));
@@ -582,7 +401,246 @@ pub fn resolve(
     if tls_alpn {
         plans.insert(TLS_ALPN01.to_string(), SolverPlan::TlsAlpn01);
     }
-    Ok(plans)
+    (plans, errors)
+}
+
+impl std::fmt::Debug for SolverSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match declared_kind(self) {
+            Some((name, kind)) => f
+                .debug_struct("SolverSection")
+                .field("name", &name)
+                .field("kind", &kind)
+                .finish_non_exhaustive(),
+            None => f.write_str("SolverSection"),
+        }
+    }
+}
+
+/// The name and challenge type a section declares, whether or not it is valid (so that a
+/// certificate naming a solver whose section has an error is not also told it is unknown).
+pub fn declared_kind(s: &SolverSection) -> Option<(String, ChallengeKind)> {
+    let dns = |name: &Option<String>, default: &str| {
+        Some((
+            name.clone().unwrap_or_else(|| default.to_string()),
+            ChallengeKind::Dns01,
+        ))
+    };
+    match s {
+        SolverSection::Http01 { .. } => Some((HTTP01.to_string(), ChallengeKind::Http01)),
+        SolverSection::TlsAlpn01 {} => Some((TLS_ALPN01.to_string(), ChallengeKind::TlsAlpn01)),
+        SolverSection::Rfc2136 { name, .. } => dns(name, "rfc2136"),
+        SolverSection::AcmeDns { name, .. } => dns(name, "acme-dns"),
+        SolverSection::Exec { name, .. } => dns(name, "exec"),
+        SolverSection::Cloudflare { name, .. } => dns(name, "cloudflare"),
+        SolverSection::Route53 { name, .. } => dns(name, "route53"),
+    }
+}
+
+/// One `[[solvers]]` section as a plan; `None` for a section that only switches a built-in
+/// solver on (`tls-alpn-01`, whose listener the server section gives).
+fn resolve_one(
+    prefix: &str,
+    s: &SolverSection,
+    tls_alpn: bool,
+) -> Result<Option<(String, SolverPlan)>, ConfigError> {
+    let client = || {
+        ApiClient::new(certfleet_solvers::api_client::DEFAULT_TIMEOUT).map_err(from_solver_error)
+    };
+    let prefix = prefix.to_string();
+    let resolved = match s {
+        SolverSection::Http01 {
+            token_ttl_secs,
+            redis,
+            self_check,
+            self_check_timeout_secs,
+        } => (
+            HTTP01.to_string(),
+            SolverPlan::Http01(http01_plan(
+                &prefix,
+                *token_ttl_secs,
+                redis,
+                self_check,
+                *self_check_timeout_secs,
+            )?),
+        ),
+        SolverSection::TlsAlpn01 {} => {
+            if !tls_alpn {
+                return Err(err(
+                    "server.tls_alpn01_listen",
+                    "the tls-alpn-01 solver needs a listener: set tls_alpn01_listen (or --tls-alpn-listen)",
+                ));
+            }
+            return Ok(None);
+        }
+        SolverSection::Rfc2136 {
+            name,
+            server,
+            zone,
+            tsig_key,
+            tsig_algorithm,
+            tsig_secret,
+            tsig_secret_file,
+            ttl,
+            timeout_secs,
+            propagation,
+        } => {
+            let server = addr(format!("{prefix}server"), server, 53)?;
+            let secret = match (tsig_secret, tsig_secret_file) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        format!("{prefix}tsig_secret_file"),
+                        "give tsig_secret or tsig_secret_file, not both",
+                    ));
+                }
+                (Some(s), None) => Some(s.clone()),
+                (None, Some(path)) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| {
+                            err(
+                                format!("{prefix}tsig_secret_file"),
+                                format!("{}: {e}", path.display()),
+                            )
+                        })?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, None) => None,
+            };
+            let tsig = match (tsig_key, secret) {
+                (Some(key), Some(secret)) => Some(Tsig {
+                    name: key.clone(),
+                    algorithm: tsig_algorithm
+                        .clone()
+                        .unwrap_or_else(|| "hmac-sha256".into()),
+                    secret: Secret::new(secret),
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(err(
+                        format!("{prefix}tsig_secret"),
+                        "tsig_key is set but no tsig_secret or tsig_secret_file",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(err(
+                        format!("{prefix}tsig_key"),
+                        "a TSIG secret is set but no tsig_key (the key's name)",
+                    ));
+                }
+            };
+            let settings = Rfc2136Settings {
+                server,
+                zone: zone.clone(),
+                tsig,
+                ttl: ttl.unwrap_or(rfc2136::DEFAULT_TTL),
+                timeout: secs(
+                    format!("{prefix}timeout_secs"),
+                    *timeout_secs,
+                    rfc2136::DEFAULT_TIMEOUT,
+                )?,
+            };
+            let provider = Rfc2136::new(&prefix, settings).map_err(from_solver_error)?;
+            (
+                name.clone().unwrap_or_else(|| "rfc2136".into()),
+                dns(Arc::new(provider), &prefix, propagation.as_ref())?,
+            )
+        }
+        SolverSection::AcmeDns {
+            name,
+            api_url,
+            credentials_file,
+            propagation,
+        } => {
+            let settings = AcmeDnsSettings {
+                api_url: api_url.clone(),
+                credentials_file: credentials_file.clone(),
+            };
+            let provider =
+                AcmeDns::new(&prefix, &settings, client()?).map_err(from_solver_error)?;
+            (
+                name.clone().unwrap_or_else(|| "acme-dns".into()),
+                dns(Arc::new(provider), &prefix, propagation.as_ref())?,
+            )
+        }
+        SolverSection::Exec {
+            name,
+            present,
+            cleanup,
+            timeout_secs,
+            propagation,
+        } => {
+            let settings = ExecSettings {
+                present: present.clone(),
+                cleanup: cleanup.clone(),
+                timeout: secs(
+                    format!("{prefix}timeout_secs"),
+                    *timeout_secs,
+                    exec::DEFAULT_TIMEOUT,
+                )?,
+            };
+            let provider = Exec::new(&prefix, settings).map_err(from_solver_error)?;
+            (
+                name.clone().unwrap_or_else(|| "exec".into()),
+                dns(Arc::new(provider), &prefix, propagation.as_ref())?,
+            )
+        }
+        SolverSection::Cloudflare {
+            name,
+            api_token,
+            zone_id,
+            api_url,
+            propagation,
+        } => {
+            let token = env_or(api_token, cloudflare::TOKEN_ENV).unwrap_or_default();
+            let settings = CloudflareSettings {
+                api_url: api_url
+                    .clone()
+                    .unwrap_or_else(|| cloudflare::DEFAULT_API_URL.into()),
+                api_token: Secret::new(token),
+                zone_id: zone_id.clone(),
+            };
+            let provider =
+                Cloudflare::new(&prefix, settings, client()?).map_err(from_solver_error)?;
+            (
+                name.clone().unwrap_or_else(|| "cloudflare".into()),
+                dns(Arc::new(provider), &prefix, propagation.as_ref())?,
+            )
+        }
+        SolverSection::Route53 {
+            name,
+            hosted_zone_id,
+            access_key_id,
+            secret_access_key,
+            session_token,
+            api_url,
+            ttl,
+            propagation,
+        } => {
+            let credentials = Credentials {
+                access_key_id: env_or(access_key_id, "AWS_ACCESS_KEY_ID").unwrap_or_default(),
+                secret_access_key: Secret::new(
+                    env_or(secret_access_key, "AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+                ),
+                session_token: env_or(session_token, "AWS_SESSION_TOKEN").map(Secret::new),
+            };
+            let settings = Route53Settings {
+                api_url: api_url
+                    .clone()
+                    .unwrap_or_else(|| route53::DEFAULT_API_URL.into()),
+                hosted_zone_id: hosted_zone_id.clone(),
+                credentials,
+                ttl: ttl.unwrap_or(route53::DEFAULT_TTL),
+                change_poll: route53::CHANGE_POLL,
+            };
+            let provider = Route53::new(&prefix, settings, client()?).map_err(from_solver_error)?;
+            (
+                name.clone().unwrap_or_else(|| "route53".into()),
+                dns(Arc::new(provider), &prefix, propagation.as_ref())?,
+            )
+        }
+    };
+    Ok(Some(resolved))
 }
 
 fn dns(

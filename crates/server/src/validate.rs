@@ -208,7 +208,10 @@ fn solver_errors(
             out.push(err(field, format!("no solver is configured for {name}")));
             continue;
         };
-        let kind = solvers[&solver];
+        // A solver whose section failed validation was reported with its section.
+        let Some(&kind) = solvers.get(&solver) else {
+            continue;
+        };
         if name.is_wildcard() && !kind.supports_wildcards() {
             let field = match rules.rule_for(name) {
                 Some((pattern, _)) => f(&format!("solvers.{pattern:?}")),

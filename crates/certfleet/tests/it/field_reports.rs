@@ -518,6 +518,31 @@ async fn config_edits_reach_the_certificate() {
         2,
         "version 1 is kept"
     );
+
+    // A renewal setting edited: stored and planned again, no new version.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}renew_before = \"10d\"\n")).unwrap();
+    server.restart();
+    let mut c = serde_json::Value::Null;
+    for _ in 0..400 {
+        c = server.list()[0].clone();
+        if c["renew_before"] == "10d" && c["in_progress"] == false {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(c["renew_before"], "10d", "{c}");
+    assert_eq!(
+        c["version"], 2,
+        "a setting is no reason for a new version: {c}"
+    );
+    assert!(
+        events_of(&server, "cfg").iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("renew_before (default) → 10d")),
+        "the change is recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

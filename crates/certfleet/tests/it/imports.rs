@@ -353,6 +353,20 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
         view["status"], "valid",
         "the imported version stays good: {view}"
     );
+    // The scheduler takes it on: its renewal is planned (a third of its 90 days before expiry).
+    let mut planned = serde_json::Value::Null;
+    for _ in 0..400 {
+        planned = server.list()[0].clone();
+        if planned["next_attempt"].is_string() && planned["in_progress"] == false {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(
+        planned["next_attempt"].is_string(),
+        "a managed certificate is on the schedule: {planned}"
+    );
+    assert_eq!(planned["version"], 2, "not due yet: {planned}");
     server.cli_ok(&["cert", "renew", "www", "--wait"]);
     let detail: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["cert", "show", "www", "--json"])).unwrap();

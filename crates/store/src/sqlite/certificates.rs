@@ -88,17 +88,33 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
     })
 }
 
-/// Replace the declared names, issuer, key kind, challenge and solvers of `name`.
+/// Replace the declaration of `name` (names, issuer, key kind, challenge, solvers, profile,
+/// `renew_before`). When what a version is issued for changed (the set of names, key kind,
+/// issuer, challenge or solvers), an order in flight for the old declaration is forgotten with
+/// its kept key. An ACME certificate becomes due now, so that the scheduler acts on the change.
 pub(super) fn update_declaration(
-    conn: &Connection,
+    conn: &mut Connection,
     name: &str,
     new: &NewCertificate,
 ) -> Result<Certificate, Fail> {
+    let tx = conn.transaction()?;
+    let old = get(&tx, name)?.ok_or_else(|| cert_not_found(name))?;
+    let same_names = old.domains.len() == new.domains.len()
+        && new.domains.iter().all(|d| old.domains.contains(d));
+    let identity_changed = !same_names
+        || old.key_kind != new.key_kind
+        || old.issuer != new.issuer
+        || old.challenge != new.challenge
+        || old.solvers != new.solvers;
     let domains = serde_json::to_string(&new.domains).map_err(|e| StoreError::Backend(e.into()))?;
     let solvers = serde_json::to_string(&new.solvers).map_err(|e| StoreError::Backend(e.into()))?;
-    let changed = conn.execute(
+    let now = time::now();
+    tx.execute(
         "UPDATE certificates SET domains = ?2, issuer = ?3, key_kind = ?4, challenge = ?5,
-            solvers = ?6, updated_at = ?7
+            solvers = ?6, profile = ?7, renew_before = ?8, updated_at = ?9,
+            next_due = CASE source WHEN 'acme' THEN ?9 ELSE next_due END,
+            order_url = CASE ?10 WHEN 1 THEN NULL ELSE order_url END,
+            pending_key = CASE ?10 WHEN 1 THEN NULL ELSE pending_key END
          WHERE name = ?1",
         params![
             name,
@@ -107,13 +123,15 @@ pub(super) fn update_declaration(
             new.key_kind.as_str(),
             new.challenge.as_str(),
             solvers,
-            time::now()
+            new.profile,
+            new.renew_before.map(|r| r.to_string()),
+            now,
+            identity_changed,
         ],
     )?;
-    if changed == 0 {
-        return Err(cert_not_found(name));
-    }
-    get(conn, name)?.ok_or_else(|| cert_not_found(name))
+    let updated = get(&tx, name)?.ok_or_else(|| cert_not_found(name))?;
+    tx.commit()?;
+    Ok(updated)
 }
 
 pub(super) fn get(conn: &Connection, name: &str) -> Result<Option<Certificate>, Fail> {
@@ -173,8 +191,12 @@ pub(super) fn set_source(
     source: Source,
     issuer: &str,
 ) -> Result<(), Fail> {
+    // An ACME certificate is on the schedule (due now, so the scheduler plans its renewal);
+    // a manual one is not.
     let changed = conn.execute(
-        "UPDATE certificates SET source = ?2, issuer = ?3, updated_at = ?4 WHERE name = ?1",
+        "UPDATE certificates SET source = ?2, issuer = ?3, updated_at = ?4,
+            next_due = CASE ?2 WHEN 'acme' THEN COALESCE(next_due, ?4) ELSE NULL END
+         WHERE name = ?1",
         params![name, source.as_str(), issuer, time::now()],
     )?;
     if changed == 0 {

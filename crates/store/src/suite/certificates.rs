@@ -224,6 +224,28 @@ pub async fn declaration_updates(store: &dyn Store) {
     assert_eq!(issued_for.key_kind, KeyKind::EcdsaP256);
     assert_eq!(before.declaration_mismatch(), None);
 
+    // A change of profile or renew_before only: an order in flight is kept.
+    store
+        .set_order_url(name, Some("https://ca.test/order/in-flight"))
+        .await
+        .unwrap();
+    let mut settings_only = new_certificate(name, &["www.example.test"]);
+    settings_only.profile = Some("shortlived".into());
+    let kept = store
+        .update_declaration(name, &settings_only)
+        .await
+        .unwrap();
+    assert_eq!(kept.profile.as_deref(), Some("shortlived"));
+    assert_eq!(
+        kept.order_url.as_deref(),
+        Some("https://ca.test/order/in-flight"),
+        "same names, key, issuer: the order is kept"
+    );
+    assert!(
+        kept.next_due.is_some_and(|t| t <= time::now()),
+        "due now, to plan again"
+    );
+
     let mut changed = new_certificate(name, &["www.example.test", "api.example.test"]);
     changed.key_kind = KeyKind::EcdsaP384;
     changed.issuer = "staging".into();
@@ -239,6 +261,11 @@ pub async fn declaration_updates(store: &dyn Store) {
         Some(v1.seq),
         "the current version stays"
     );
+    assert_eq!(
+        after.order_url, None,
+        "an order for the old declaration is forgotten"
+    );
+    assert_eq!(after.profile, None);
     assert_eq!(
         after.current,
         Some(issued_for),

@@ -191,11 +191,25 @@ pub async fn source_switch(store: &dyn Store) {
         (Source::Acme, "default")
     );
     assert!(cert.auto_renewable());
+    assert!(
+        cert.next_due.is_some_and(|t| t <= time::now()),
+        "an ACME certificate is on the schedule: {:?}",
+        cert.next_due
+    );
     assert_eq!(cert.current_version, Some(1), "versions are kept");
     assert_eq!(
         cert.declaration_mismatch(),
         None,
         "an imported version is no mismatch once managed"
+    );
+    store
+        .set_source(name, Source::Manual, certfleet_core::MANUAL_ISSUER)
+        .await
+        .unwrap();
+    let cert = store.certificate(name).await.unwrap().unwrap();
+    assert_eq!(
+        cert.next_due, None,
+        "a manual certificate is off the schedule"
     );
     expect_not_found(
         store
