@@ -193,20 +193,7 @@ impl From<instant_acme::Error> for AcmeError {
     }
 }
 
-/// `err: cause: cause` in one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+pub use certfleet_core::text::error_chain;
 
 #[cfg(test)]
 mod tests {

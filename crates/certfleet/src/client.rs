@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 
 use crate::remote::{HttpClient, Trust};
 use crate::{CliError, exit};
+use certfleet_core::text::error_chain;
 
 /// Bound on one API request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -351,17 +352,6 @@ fn socket_error(data_dir: &Path, socket: &Path, e: &io::Error) -> CliError {
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, CliError> {
     serde_json::from_slice(body)
         .map_err(|e| CliError::failure(format!("unexpected answer from the server: {e}")))
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,4 +1,20 @@
-//! Small helpers for messages about text people wrote (config files).
+//! Small helpers for messages: positions in text people wrote (config files), and an error
+//! with its causes on one line.
+
+/// `error: cause: cause` in one line; a cause already in the text so far is not repeated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
 
 /// The 1-based line and column of byte `offset` in `text` (clamped to its end).
 pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {

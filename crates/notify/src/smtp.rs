@@ -18,6 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
 use crate::{Notification, Notifier, NotifyError};
+use certfleet_core::text::error_chain;
 
 /// Longest subject line, in characters.
 const MAX_SUBJECT: usize = 150;
@@ -240,19 +241,5 @@ fn body(batch: &[Notification]) -> String {
         out.push('\n');
     }
     out.push_str("-- \ncertfleet (certfleet events --since 1d shows the log)\n");
-    out
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
     out
 }

@@ -20,6 +20,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::{Notification, Notifier, NotifyError};
+use certfleet_core::text::error_chain;
 
 /// Most bytes of a refusal's body quoted in the log.
 const MAX_QUOTED_BODY: usize = 200;
@@ -181,21 +182,6 @@ pub(crate) fn add_roots(
         return Err(bad("holds no PEM certificate".into()));
     }
     Ok(())
-}
-
-/// `error: cause: cause`, for transport errors (which never carry the URL).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::Error;
+use certfleet_core::text::error_chain;
 
 /// Default bound on one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -125,17 +126,6 @@ impl ApiClient {
         let request = builder.body(body).map_err(|e| e.to_string())?;
         self.send(request).await
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Check an API base URL from the config: `https://`, or `http://` towards a loopback
