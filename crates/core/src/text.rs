@@ -35,7 +35,7 @@ mod tests {
     #[test]
     fn lines_and_columns_count_from_one() {
         assert_eq!(line_and_column("abc", 0), (1, 1));
-        assert_eq!(line_and_column("a\nbü=x", 5), (2, 4));
+        assert_eq!(line_and_column("a\nbü=x", 5), (2, 3));
         assert_eq!(line_and_column("a\n", 99), (2, 1));
     }
 }
