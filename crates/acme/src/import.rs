@@ -59,8 +59,11 @@ pub struct Assembled {
     pub key_pem: Secret,
     /// Its kind.
     pub key_kind: KeyKind,
-    /// The leaf's DNS names.
+    /// The leaf's DNS names certfleet can order (its declaration).
     pub domains: Vec<DnsName>,
+    /// Names of the leaf kept out of `domains` (`localhost`, a single label): served by the
+    /// imported certificate, but no public CA orders them, so a renewal would not either.
+    pub skipped_names: Vec<String>,
     /// The subject of the root the chain verified against.
     pub anchor: String,
 }
@@ -109,7 +112,7 @@ pub fn assemble(m: &Material<'_>) -> Result<Assembled, AcmeError> {
     pool.dedup_by(|a, b| a.der == b.der);
     let path = order(leaf, pool)?;
     let key_kind = key_kind(&key, &path[0].info)?;
-    let domains = domains(&path[0].info)?;
+    let (domains, skipped_names) = domains(&path[0].info)?;
     let anchor = verify(&path, m)?;
     Ok(Assembled {
         leaf_pem: to_pem(&path[0].der),
@@ -118,6 +121,7 @@ pub fn assemble(m: &Material<'_>) -> Result<Assembled, AcmeError> {
         key_pem: key.pem,
         key_kind,
         domains,
+        skipped_names,
         anchor,
     })
 }
@@ -292,7 +296,9 @@ fn key_kind(key: &Key, leaf: &CertInfo) -> Result<KeyKind, AcmeError> {
     })
 }
 
-fn domains(leaf: &CertInfo) -> Result<Vec<DnsName>, AcmeError> {
+/// The leaf's names certfleet can order, and the others (such as `localhost`, which private
+/// CAs often add), kept out of the declaration; refused when none is left.
+fn domains(leaf: &CertInfo) -> Result<(Vec<DnsName>, Vec<String>), AcmeError> {
     if leaf.dns_names.is_empty() {
         return Err(refuse(
             CERT,
@@ -303,14 +309,25 @@ fn domains(leaf: &CertInfo) -> Result<Vec<DnsName>, AcmeError> {
         ));
     }
     let mut out: Vec<DnsName> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut first_error = None;
     for name in &leaf.dns_names {
-        let parsed = DnsName::parse(name)
-            .map_err(|e| refuse(CERT, format!("the certificate names {name:?}: {e}")))?;
-        if !out.contains(&parsed) {
-            out.push(parsed);
+        match DnsName::parse(name) {
+            Ok(parsed) if !out.contains(&parsed) => out.push(parsed),
+            Ok(_) => {}
+            Err(e) => {
+                first_error.get_or_insert_with(|| format!("the certificate names {name:?}: {e}"));
+                skipped.push(name.clone());
+            }
         }
     }
-    Ok(out)
+    if out.is_empty() {
+        return Err(refuse(
+            CERT,
+            first_error.unwrap_or_else(|| "the certificate names no usable DNS name".into()),
+        ));
+    }
+    Ok((out, skipped))
 }
 
 /// Verify the path with webpki against the system's roots and `ca_pem`; the anchor's subject.
@@ -382,6 +399,16 @@ fn chain_failure(e: &webpki::Error, path: &[Piece]) -> String {
         }
         webpki::Error::RequiredEkuNotFoundContext(_) => {
             "the certificate is not for TLS servers (no serverAuth extended key usage)".to_string()
+        }
+        webpki::Error::CaUsedAsEndEntity => {
+            "the certificate is a CA certificate (basicConstraints CA:TRUE), not a server \
+             certificate: `openssl req -x509` makes one; sign a server certificate with it \
+             and import that (with this CA in --ca-file)"
+                .to_string()
+        }
+        webpki::Error::EndEntityUsedAsCa => {
+            "a certificate in the chain signs another but is not a CA (basicConstraints)"
+                .to_string()
         }
         other => format!("{other:?}"),
     };

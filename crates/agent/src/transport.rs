@@ -124,7 +124,15 @@ pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
         }
         node = e.source();
     }
-    parts.join(": ")
+    let text = parts.join(": ");
+    if text.contains("UnknownIssuer") {
+        // The server's own CA (the internal one) is not among the system roots.
+        return format!(
+            "{text} (the server's certificate is not signed by a CA this machine trusts: pin it \
+             with the fingerprint `certfleet server info` prints, or trust the server's tls/ca.pem)"
+        );
+    }
+    text
 }
 
 /// The pinned-fingerprint mismatch somewhere in `err`'s chain, said plainly.

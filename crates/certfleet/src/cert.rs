@@ -155,7 +155,7 @@ renew refuses until that time has passed, as the scheduler does; --force sends t
         conn: Connection,
     },
     /// Remove a certificate and all its versions (keys included); an order in flight is
-    /// cancelled. Asks for confirmation on a terminal unless --yes.
+    /// cancelled. Asks for confirmation on a terminal; elsewhere it needs --yes.
     #[command(
         after_help = "A certificate declared in the server's config file cannot be removed here: \
 remove it from the file and restart the server first, or it would be declared again."
@@ -337,7 +337,12 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
                 .post(&format!("{}/renew{force}", cert_path(&name)), None::<&()>)
                 .await?;
             if !json {
-                eprintln!("{name}: renewal started");
+                let what = if before.version.is_some() {
+                    "renewal"
+                } else {
+                    "issuance"
+                };
+                eprintln!("{name}: {what} started");
             }
             let view = if wait {
                 let before = (before.version, before.failure_streak);
@@ -476,12 +481,18 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
     }
 }
 
-/// On a terminal, ask before removing; elsewhere (scripts, pipes) go ahead.
+/// On a terminal, ask before removing; elsewhere (scripts, pipes) refuse: removing keys
+/// needs `--yes` there.
 fn confirm_removal(detail: &CertificateDetail) -> Result<bool, CliError> {
     use std::io::{BufRead, IsTerminal, Write};
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Ok(true);
+        return Err(CliError::failure(format!(
+            "{}: not removed: removing a certificate and its private keys needs confirmation, \
+             and standard input is not a terminal; pass --yes to remove it from a script",
+            detail.certificate.name
+        ))
+        .kind("confirmation-required"));
     }
     let c = &detail.certificate;
     let in_flight = if c.status == "issuing" {

@@ -122,8 +122,13 @@ pub async fn run(args: ImportCertbotArgs, data_dir: &Path, json: bool) -> Result
     }
     let skipped = outcomes.iter().filter(|o| o.result == "skipped").count();
     if skipped > 0 {
+        let rest = if skipped == outcomes.len() {
+            "nothing was imported".to_string()
+        } else {
+            format!("the other {} were imported", outcomes.len() - skipped)
+        };
         return Err(CliError::failure(format!(
-            "{skipped} of {} lineage(s) skipped; the others were imported",
+            "{skipped} of {} lineage(s) skipped (see above); {rest}",
             outcomes.len()
         ))
         .kind("partial-import"));

@@ -20,8 +20,10 @@ const UNITS: [(char, i64); 5] = [
 #[command(
     after_help = "Examples:\n  certfleet events --since 2h\n  certfleet events --cert www \
 --kind renewed --kind renewal_failed --since 2026-11-01T00:00:00Z\n\nKinds: created, \
-issuance_started, issued, renewed, failed, renewal_failed, expiring, imported, revoked, \
-changed, cancelled, deleted, account_created, account_updated."
+changed, deleted, cancelled, issuance_started, issued, renewed, failed, renewal_failed, \
+order_pending, order_abandoned, policy_warning, expiring, imported, revoked, account_created, \
+account_updated, account_reregistered, deployed, deploy_failed, served_mismatch, labels_changed, \
+token_created, token_revoked (docs/api.md says what each means)."
 )]
 pub struct EventsArgs {
     /// Only events about this certificate.
@@ -34,8 +36,8 @@ pub struct EventsArgs {
     /// Only events of this kind; repeatable.
     #[arg(long = "kind", value_name = "KIND")]
     kinds: Vec<String>,
-    /// At most this many (the newest), up to 1000.
-    #[arg(long, default_value_t = 100)]
+    /// At most this many (the newest), 1 to 1000.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
     #[command(flatten)]
     conn: Connection,
@@ -122,7 +124,7 @@ fn render(events: &[Event]) -> String {
         .max("KIND".len());
     let mut out = format!(
         "{:<20}  {:<cert_width$}  {:<kind_width$}  MESSAGE\n",
-        "AT", "CERTIFICATE", "KIND"
+        "AT (UTC)", "CERTIFICATE", "KIND"
     );
     for e in events.iter().rev() {
         let at = rfc3339(e.at).replace('T', " ").replace('Z', "");

@@ -196,7 +196,30 @@ pub async fn run_agent_command(
                     selector: Some(selector),
                     conn,
                 },
-                AgentTokenCommand::Revoke { name, conn } => TokenCommand::Revoke { name, conn },
+                AgentTokenCommand::Revoke { name, conn } => {
+                    // Only agent tokens: another role's token is revoked with `token revoke`.
+                    let api = conn.connect(&data_dir)?;
+                    let tokens: Vec<TokenView> = api.get("/api/v1/tokens").await?;
+                    match tokens.iter().find(|t| t.name == name) {
+                        Some(t) if t.role != "agent" => {
+                            return Err(CliError::failure(format!(
+                                "{name:?} is a {} token, not an agent token; revoke it with `certfleet token revoke {name}`",
+                                t.role
+                            )));
+                        }
+                        None => {
+                            return Err(CliError::failure(format!(
+                                "there is no agent token {name:?} (`certfleet agent token ls` lists them)"
+                            ))
+                            .kind("not-found"));
+                        }
+                        Some(_) => {}
+                    }
+                    api.delete(&format!("/api/v1/tokens/{}", safe(&name)))
+                        .await?;
+                    eprintln!("{name}: agent token revoked");
+                    return Ok(());
+                }
                 AgentTokenCommand::Ls { conn } => {
                     let tokens: Vec<TokenView> =
                         conn.connect(&data_dir)?.get("/api/v1/tokens").await?;

@@ -48,7 +48,7 @@ same exit codes.";
 them in an encrypted store and shows what expires when.\n\nStart the control plane with \
 `certfleet server`, then manage certificates with `certfleet cert ...` on the same machine (the \
 CLI finds the server and its admin token in the data directory) or from anywhere with \
---server https://HOST:PORT, --token and --pin. On each web server, `certfleet agent` deploys the \
+--server https://HOST:PORT, --token and --server-pin. On each web server, `certfleet agent` deploys the \
 certificates and proves by TLS handshake that they are served; `certfleet check HOST` shows what \
 any endpoint serves.",
     after_help = EXIT_CODES
@@ -174,13 +174,23 @@ fn usage_error(e: clap::Error) -> ExitCode {
     if !wants_json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         e.exit();
     }
+    // clap's message up to the usage line: the first line and the lines that list what is
+    // missing or wrong (`  --domain <DOMAIN>`).
     let text = e.to_string();
     let detail = text
         .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("usage error")
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ")
         .trim_start_matches("error: ")
         .to_string();
+    let detail = if detail.is_empty() {
+        "usage error".to_string()
+    } else {
+        detail
+    };
     report(
         &CliError::with_code(exit::USAGE, detail).kind("usage"),
         true,
@@ -205,8 +215,10 @@ pub fn init_logs() {
 pub struct CliError {
     code: u8,
     kind: String,
+    title: Option<Box<str>>,
     message: String,
     field: Option<String>,
+    errors: Box<[certfleet_server::problem::FieldError]>,
 }
 
 impl CliError {
@@ -220,8 +232,10 @@ impl CliError {
         Self {
             code,
             kind: "failure".into(),
+            title: None,
             message: message.into(),
             field: None,
+            errors: Box::default(),
         }
     }
 
@@ -233,9 +247,17 @@ impl CliError {
 
     /// The server's problem document, passed through (exit 1).
     pub fn from_problem(p: certfleet_server::problem::Problem) -> Self {
-        let message = match &p.field {
-            Some(field) => format!("{field}: {}", p.detail),
-            None => p.detail.clone(),
+        let message = if p.errors.len() > 1 {
+            let mut text = format!("{} errors:", p.errors.len());
+            for e in &p.errors {
+                text.push_str(&format!("\n  {}: {}", e.field, e.detail));
+            }
+            text
+        } else {
+            match &p.field {
+                Some(field) => format!("{field}: {}", p.detail),
+                None => p.detail.clone(),
+            }
         };
         let kind = p
             .kind
@@ -245,8 +267,10 @@ impl CliError {
         Self {
             code: exit::FAILURE,
             kind,
+            title: Some(p.title.into()),
             message,
             field: p.field,
+            errors: p.errors.into(),
         }
     }
 
@@ -266,13 +290,28 @@ impl CliError {
     }
 
     fn to_json(&self) -> String {
-        let problem = serde_json::json!({
+        let title = self
+            .title
+            .as_deref()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                let words = self.kind.replace('-', " ");
+                let mut chars = words.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_uppercase().chain(chars).collect())
+                    .unwrap_or_default()
+            });
+        let mut problem = serde_json::json!({
             "type": format!("{}{}", certfleet_server::problem::PROBLEM_TYPE_PREFIX, self.kind),
-            "title": self.kind.replace('-', " "),
+            "title": title,
             "detail": self.message,
             "field": self.field,
             "exit_code": self.code,
         });
+        if !self.errors.is_empty() {
+            problem["errors"] = serde_json::json!(self.errors);
+        }
         problem.to_string()
     }
 }

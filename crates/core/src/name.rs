@@ -179,6 +179,16 @@ impl DnsName {
         format!("{prefix}{unicode}")
     }
 
+    /// The name for messages people read: `bücher.example (xn--bcher-kva.example)` when it
+    /// has A-labels, the name alone otherwise.
+    pub fn for_people(&self) -> String {
+        if self.is_internationalized() {
+            format!("{} ({})", self.to_unicode(), self.0)
+        } else {
+            self.0.clone()
+        }
+    }
+
     /// Whether [`Self::to_unicode`] differs from the stored form.
     pub fn is_internationalized(&self) -> bool {
         self.0.split('.').any(is_a_label)
@@ -375,6 +385,11 @@ mod tests {
         let plain = DnsName::parse("www.example.test").unwrap();
         assert!(!plain.is_internationalized());
         assert_eq!(plain.to_unicode(), "www.example.test");
+        assert_eq!(plain.for_people(), "www.example.test");
+        assert_eq!(
+            DnsName::parse("bücher.example.test").unwrap().for_people(),
+            "bücher.example.test (xn--bcher-kva.example.test)"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ async fn add(
         "declared for {}",
         new.domains
             .iter()
-            .map(|d| d.as_str())
+            .map(|d| d.for_people())
             .collect::<Vec<_>>()
             .join(", ")
     );

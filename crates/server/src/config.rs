@@ -487,7 +487,7 @@ impl FileConfig {
                 }
             })
             .collect();
-        errors.check(check_unique_names(&self.certificates));
+        errors.check_all(check_unique_names(&self.certificates));
         if let Err(found) = certfleet_notify::config::validate(&self.notifiers) {
             for e in found {
                 errors.check::<()>(Err(match e {
@@ -498,7 +498,7 @@ impl FileConfig {
         }
         let notifiers = self.notifiers;
         let expiry_alert_days = errors
-            .check(check_alert_days(self.server.expiry_alert_days))
+            .check_all(check_alert_days(self.server.expiry_alert_days))
             .unwrap_or_default();
         if let Some(addr) = listen
             && !addr.ip().is_loopback()
@@ -858,38 +858,49 @@ fn resolve_certificate(
 /// Most days before notAfter an expiry alert can be set at.
 pub const MAX_ALERT_DAYS: u32 = 366;
 
-fn check_alert_days(days: Option<Vec<u32>>) -> Result<Vec<u32>, ConfigError> {
+fn check_alert_days(days: Option<Vec<u32>>) -> Result<Vec<u32>, ConfigErrors> {
     let field = "server.expiry_alert_days";
     let Some(days) = days else {
         return Ok(certfleet_core::expiry::DEFAULT_THRESHOLD_DAYS.to_vec());
     };
+    let mut found = Vec::new();
     for (i, d) in days.iter().enumerate() {
         if !(1..=MAX_ALERT_DAYS).contains(d) {
-            return Err(err(
+            found.push(err(
                 format!("{field}[{i}]"),
                 format!("{d} is not a number of days from 1 to {MAX_ALERT_DAYS}"),
             ));
-        }
-        if days[..i].contains(d) {
-            return Err(err(format!("{field}[{i}]"), format!("{d} is listed twice")));
+        } else if days[..i].contains(d) {
+            found.push(err(format!("{field}[{i}]"), format!("{d} is listed twice")));
         }
     }
-    Ok(days)
+    if found.is_empty() {
+        Ok(days)
+    } else {
+        Err(ConfigErrors(found))
+    }
 }
 
-fn check_unique_names(certs: &[CertificateSection]) -> Result<(), ConfigError> {
-    for (i, c) in certs.iter().enumerate() {
-        if let Some(first) = certs[..i].iter().position(|o| o.name == c.name) {
-            return Err(err(
+fn check_unique_names(certs: &[CertificateSection]) -> Result<(), ConfigErrors> {
+    let found: Vec<ConfigError> = certs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let first = certs[..i].iter().position(|o| o.name == c.name)?;
+            Some(err(
                 format!("certificates[{i}].name"),
                 format!(
                     "{:?} is declared twice (first as certificates[{first}])",
                     c.name
                 ),
-            ));
-        }
+            ))
+        })
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(found))
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -900,6 +911,26 @@ mod tests {
         let file: FileConfig = toml::from_str(text).map_err(|e| err("file", e.to_string()))?;
         file.resolve(Overrides::default())
             .map_err(|mut e| e.0.remove(0))
+    }
+
+    #[test]
+    fn every_bad_alert_day_and_every_repeated_name_is_reported() {
+        let text = "[server]\nexpiry_alert_days = [0, 7, 7, 400]\n\
+                    [[certificates]]\nname = \"w\"\ndomains = [\"a.example.com\"]\n\
+                    [[certificates]]\nname = \"w\"\ndomains = [\"b.example.com\"]\n\
+                    [[certificates]]\nname = \"w\"\ndomains = [\"c.example.com\"]\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let errors = file.resolve(Overrides::default()).unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        for want in [
+            "server.expiry_alert_days[0]",
+            "server.expiry_alert_days[2]",
+            "server.expiry_alert_days[3]",
+            "certificates[1].name",
+            "certificates[2].name",
+        ] {
+            assert!(fields.contains(&want), "{want} missing from {fields:?}");
+        }
     }
 
     #[test]

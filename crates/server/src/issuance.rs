@@ -192,6 +192,14 @@ impl Issuance {
         let Some(cert) = self.store.claim(name, &self.owner, now, until).await? else {
             return Ok(Started::Busy);
         };
+        if self.is_in_flight(name) {
+            return Ok(Started::Busy);
+        }
+        // A person asked: it is `issuing` from now on, also while it waits for an order slot
+        // (set before the attempt runs, which sets the outcome).
+        self.store
+            .set_status(name, certfleet_core::CertificateStatus::Issuing, None)
+            .await?;
         if !self.spawn(cert, trigger) {
             return Ok(Started::Busy);
         }

@@ -67,6 +67,21 @@ pub async fn import(
             ));
         }
     };
+    if !created {
+        let serial = &assembled.leaf().serial;
+        let versions = app.store.versions(name.as_str()).await?;
+        if let Some(v) = versions.iter().find(|v| &v.serial == serial) {
+            return Err(ApiError::conflict(
+                "cert",
+                format!(
+                    "this certificate (serial {serial}) is already version {} of {:?}; \
+                     nothing was imported",
+                    v.seq,
+                    name.as_str()
+                ),
+            ));
+        }
+    }
     let version_issuer = issuer.clone().unwrap_or_else(|| MANUAL_ISSUER.to_string());
     let declaration = NewCertificate {
         name: name.clone(),
@@ -112,6 +127,14 @@ pub async fn import(
         .as_ref()
         .map(|i| format!("; renewed over ACME by issuer {i}"))
         .unwrap_or_else(|| "; manual: certfleet will not renew it".to_string());
+    let managed = if assembled.skipped_names.is_empty() {
+        managed
+    } else {
+        format!(
+            "{managed}; also names {} (no CA orders such names; a renewal will not carry them)",
+            assembled.skipped_names.join(", ")
+        )
+    };
     let message = format!(
         "imported version {} serial {} for {} valid until {} (chain verified to {}){managed}",
         seq,
@@ -225,13 +248,9 @@ pub async fn manage(
 /// The issuer must be configured and its CA usable (the account is registered or loaded).
 async fn check_issuer(app: &App, issuer: &str) -> Result<(), ApiError> {
     let Some(acme) = app.issuers.get(issuer) else {
-        let known: Vec<&str> = app.issuers.keys().map(String::as_str).collect();
         return Err(ApiError::invalid(
             "issuer",
-            format!(
-                "unknown issuer {issuer:?}; configured issuers: {}",
-                known.join(", ")
-            ),
+            crate::validate::unknown_issuer(issuer, app.issuers.keys()),
         ));
     };
     acme.account_url()

@@ -147,13 +147,9 @@ pub fn validate_certificate(
     };
     let issuer = req.issuer.unwrap_or(DEFAULT_ISSUER);
     if !issuers.contains_key(issuer) {
-        let known: Vec<&str> = issuers.keys().map(String::as_str).collect();
         errors.check::<()>(Err(err(
             f("issuer"),
-            format!(
-                "unknown issuer {issuer:?}; configured issuers: {}",
-                known.join(", ")
-            ),
+            unknown_issuer(issuer, issuers.keys()),
         )));
     }
     let key = match req.key {
@@ -331,4 +327,20 @@ fn check_rules(
         out.insert(key, solver.clone());
     }
     Ok(out)
+}
+
+/// The message for an issuer name that is not configured, listing the ones that are
+/// (or saying there are none, as on a server without `[issuers]`).
+pub(crate) fn unknown_issuer<'a>(issuer: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    if known.is_empty() {
+        format!(
+            "unknown issuer {issuer:?}; no issuers are configured (add one under [issuers] in the config)"
+        )
+    } else {
+        format!(
+            "unknown issuer {issuer:?}; configured issuers: {}",
+            known.join(", ")
+        )
+    }
 }

@@ -246,6 +246,17 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
         stderr(&out)
     );
 
+    // The same certificate again is refused, not stored as a second identical version.
+    let again = refused(
+        &server,
+        "www",
+        &["--cert", s(&cert), "--key", s(&key), "--ca-file", s(&root)],
+    );
+    assert!(
+        again.contains("is already version 1 of \"www\"; nothing was imported"),
+        "{again}"
+    );
+
     let ls = server.cli_ok(&["cert", "ls"]);
     let row = ls.lines().find(|l| l.starts_with("www ")).unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();

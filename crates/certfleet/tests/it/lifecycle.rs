@@ -153,9 +153,18 @@ async fn certificates_in_the_config_file_are_issued_at_start() {
 async fn rm_removes_the_certificate_and_its_versions() {
     let (_pebble, _dir, server) = pebble_and_server(PebbleOptions::fast()).await;
     server.issue("gone", "gone.example.test");
-    server.cli_ok(&["cert", "rm", "gone"]);
-    assert!(server.list().is_empty());
+    // Off a terminal, removing keys needs --yes: nothing is removed without it.
     let out = server.cli(&["cert", "rm", "gone"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --yes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.list().len(), 1, "nothing removed without --yes");
+    server.cli_ok(&["cert", "rm", "gone", "--yes"]);
+    assert!(server.list().is_empty());
+    let out = server.cli(&["cert", "rm", "gone", "--yes"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificate \"gone\" not found"));
     let out = server.cli(&["cert", "show", "gone"]);
