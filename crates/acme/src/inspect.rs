@@ -168,14 +168,7 @@ fn key_description(cert: &X509Certificate<'_>) -> String {
     }
 }
 
-/// Lowercase hex of a serial's bytes, without leading zero bytes.
-pub fn serial_hex(raw: &[u8]) -> String {
-    let start = raw
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(raw.len().saturating_sub(1));
-    raw[start..].iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use certfleet_core::serial_hex;
 
 /// PEM of one DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
@@ -192,12 +185,6 @@ pub fn to_pem(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serials() {
-        assert_eq!(serial_hex(&[0, 0x0a, 0xbc]), "0abc");
-        assert_eq!(serial_hex(&[0]), "00");
-    }
 
     #[test]
     fn self_signed_round_trip() {

@@ -29,7 +29,7 @@ pub use fleet::{AgentSeen, DeploymentRecord, DeploymentReport, NewToken, Role, T
 pub use labels::{LabelError, Labels, Selector};
 pub use model::{
     AccountRecord, CertName, Certificate, CertificateStatus, Event, EventKind, IssuedFor, KeyKind,
-    MANUAL_ISSUER, NewCertificate, NewVersion, Source, Version,
+    MANUAL_ISSUER, NewCertificate, NewVersion, Source, Version, serial_hex,
 };
 pub use name::{DnsName, NameError};
 pub use rules::{PresentedChallenge, SolverRules, SolverSet};

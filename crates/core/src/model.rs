@@ -374,6 +374,17 @@ pub struct NewVersion {
     pub issuer: String,
 }
 
+/// certfleet's form of a serial number (RFC 5280 §4.1.2.2): the DER integer's content bytes in
+/// lowercase hex, leading zero bytes dropped (`[0x00, 0x0a, 0xbc]` → `"0abc"`; zero → `"00"`).
+/// The server and every agent compare serials in this form, so there is one definition.
+pub fn serial_hex(raw: &[u8]) -> String {
+    let start = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    raw[start..].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One issued certificate of a [`Certificate`] (its key is fetched separately).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
@@ -572,6 +583,13 @@ pub struct Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serials_are_lowercase_hex_without_leading_zero_bytes() {
+        assert_eq!(serial_hex(&[0, 0x0a, 0xbc]), "0abc");
+        assert_eq!(serial_hex(&[0]), "00");
+        assert_eq!(serial_hex(&[0xff, 0x01]), "ff01");
+    }
 
     #[test]
     fn cert_names() {

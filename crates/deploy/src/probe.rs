@@ -242,14 +242,7 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Lowercase hex of a serial's bytes without leading zero bytes (certfleet's serial format).
-pub fn serial_hex(raw: &[u8]) -> String {
-    let start = raw
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(raw.len().saturating_sub(1));
-    raw[start..].iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use certfleet_core::serial_hex;
 
 /// How [`wait_for_serial`] ended.
 #[derive(Debug, Clone)]
