@@ -10,6 +10,7 @@
 //!   requests (account object, order polls, chain downloads with alternates).
 //! - [`ca`]: the [`Acme`] trait the renewal engine talks to (a fake CA in simulations);
 //!   [`ari`]: renewal information (RFC 9773).
+//! - [`revoke`]: revoking a certificate with the account (RFC 8555 §7.6).
 //! - [`error`]: [`AcmeError`], keeping the CA's problem document typed.
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod issuer;
 pub mod jws;
 pub mod keys;
 pub mod order;
+pub mod revoke;
 
 pub use ca::{Acme, OrderFailure, OrderObserver, OrderRequest, RenewalInfo, Resume};
 pub use error::AcmeError;

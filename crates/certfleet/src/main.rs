@@ -11,6 +11,7 @@ mod fleet_cli;
 mod manual;
 mod remote;
 mod responder;
+mod revoke;
 mod server;
 mod table;
 
@@ -71,7 +72,7 @@ struct Cli {
 enum Command {
     /// Run the control plane: REST API, HTTP-01 responder and background issuance.
     Server(server::ServerArgs),
-    /// Manage certificates (add, ls, show, label, renew, rm, export, import, manage).
+    /// Manage certificates (add, ls, show, label, renew, rm, export, import, revoke, manage).
     #[command(subcommand)]
     Cert(cert::CertCommand),
     /// Show the event log: issued, renewed, renewal_failed, expiring, imported, ... (newest

@@ -11,6 +11,7 @@
 //! | GET    | `/api/v1/certificates/{name}/bundle`   | PEM files of the current one |
 //! | POST   | `/api/v1/certificates/{name}/import`   | import files ([`crate::manual`]) |
 //! | POST   | `/api/v1/certificates/{name}/manage`   | renew an import over ACME    |
+//! | POST   | `/api/v1/certificates/{name}/revoke`   | revoke at the CA ([`crate::revocation`]) |
 //! | GET    | `/api/v1/issuers`                      | issuers and their accounts   |
 //! | GET    | `/api/v1/events`                       | the event log                |
 
@@ -54,6 +55,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/api/v1/certificates/{name}/manage",
             post(crate::manual::manage),
+        )
+        .route(
+            "/api/v1/certificates/{name}/revoke",
+            post(crate::revocation::revoke),
         )
         .route("/api/v1/issuers", get(issuers))
         .route("/api/v1/events", get(events))

@@ -22,4 +22,5 @@ mod issuers;
 mod lifecycle;
 mod notifications;
 mod renewal;
+mod revocation;
 mod tls_api;
