@@ -10,7 +10,9 @@
 //!   requests (account object, order polls, chain downloads with alternates).
 //! - [`ca`]: the [`Acme`] trait the renewal engine talks to (a fake CA in simulations);
 //!   [`ari`]: renewal information (RFC 9773).
-//! - [`revoke`]: revoking a certificate with the account (RFC 8555 §7.6).
+//! - The account's life: [`contacts`] (`account update`, RFC 8555 §7.3.2, and which contacts
+//!   rule), [`rollover`] (a new account key, §7.3.5), [`revoke`] (revoking a certificate
+//!   with the account, §7.6).
 //! - [`error`]: [`AcmeError`], keeping the CA's problem document typed.
 #![warn(missing_docs)]
 
@@ -18,6 +20,7 @@ pub mod account;
 pub mod ari;
 pub mod ca;
 pub mod cleanup;
+pub mod contacts;
 pub mod directory;
 pub mod error;
 pub mod http;
@@ -28,6 +31,7 @@ pub mod jws;
 pub mod keys;
 pub mod order;
 pub mod revoke;
+pub mod rollover;
 
 pub use ca::{Acme, OrderFailure, OrderObserver, OrderRequest, RenewalInfo, Resume};
 pub use error::AcmeError;

@@ -1,5 +1,6 @@
 //! `certfleet`: the control plane (`certfleet server`) and the CLI that talks to it.
 
+mod account;
 mod cert;
 mod certbot;
 mod check;
@@ -75,6 +76,9 @@ enum Command {
     /// Manage certificates (add, ls, show, label, renew, rm, export, import, revoke, manage).
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// The ACME account of each issuer: list, update contacts, roll over the key.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
     /// Show the event log: issued, renewed, renewal_failed, expiring, imported, ... (newest
     /// last; --json: newest first, as the API returns it).
     Events(events::EventsArgs),
@@ -122,6 +126,10 @@ fn main() -> ExitCode {
             Command::Cert(cmd) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 cert::run(cmd, dir, json).await
+            }
+            Command::Account(cmd) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                account::run(cmd, &dir, json).await
             }
             Command::Events(args) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);

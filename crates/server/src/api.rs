@@ -13,6 +13,7 @@
 //! | POST   | `/api/v1/certificates/{name}/manage`   | renew an import over ACME    |
 //! | POST   | `/api/v1/certificates/{name}/revoke`   | revoke at the CA ([`crate::revocation`]) |
 //! | GET    | `/api/v1/issuers`                      | issuers and their accounts   |
+//! | *      | `/api/v1/accounts...`                  | the account's life ([`crate::accounts`]) |
 //! | GET    | `/api/v1/events`                       | the event log                |
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/issuers", get(issuers))
         .route("/api/v1/events", get(events))
+        .merge(crate::accounts::routes())
         .merge(fleet::api::routes())
         .merge(fleet::agent_api::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })

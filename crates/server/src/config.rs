@@ -721,7 +721,9 @@ pub fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_contact(field: &str, contact: &str) -> Result<(), ConfigError> {
+/// A contact must be a single `mailto:` address (what Let's Encrypt accepts); the error names
+/// `field`.
+pub fn check_contact(field: &str, contact: &str) -> Result<(), ConfigError> {
     let Some(addr) = contact.strip_prefix("mailto:") else {
         return Err(err(
             field,

@@ -3,13 +3,14 @@
 //! that claims due certificates, [`issuance`] that runs attempts within the concurrency
 //! bound, the [`renewal`] engine that decides, orders and records, on a [`clock`] that tests
 //! can simulate — the REST API ([`api`]) with its JSON shapes ([`views`]) and errors
-//! ([`problem`]), manual certificates ([`manual`]), revocation ([`revocation`]), the expiry
-//! watcher ([`expiry`]) and the event fan-out to notifiers ([`alerts`]), the fleet of agents
-//! ([`fleet`]: roles, tokens, labels, the agent routes, HTTP-01 across the fleet), the API
-//! over TLS ([`tls`]), the solvers of the config ([`solvers`], [`registry`]), and start-up
-//! ([`app`]).
+//! ([`problem`]), manual certificates ([`manual`]), revocation ([`revocation`]), the ACME
+//! account's life ([`accounts`]), the expiry watcher ([`expiry`]) and the event fan-out to
+//! notifiers ([`alerts`]), the fleet of agents ([`fleet`]: roles, tokens, labels, the agent
+//! routes, HTTP-01 across the fleet), the API over TLS ([`tls`]), the solvers of the config
+//! ([`solvers`], [`registry`]), and start-up ([`app`]).
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod api;
 pub mod app;

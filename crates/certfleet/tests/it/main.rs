@@ -1,5 +1,6 @@
 //! End-to-end tests of the `certfleet` binary against real Pebble.
 
+mod account_life;
 mod accounts;
 mod agents;
 mod alpn_redis;
