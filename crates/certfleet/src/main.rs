@@ -13,6 +13,7 @@ mod manual;
 mod remote;
 mod responder;
 mod revoke;
+mod run;
 mod server;
 mod table;
 
@@ -84,6 +85,9 @@ enum Command {
     Events(events::EventsArgs),
     /// Import an existing certbot installation's lineages (names, key, current files).
     ImportCertbot(certbot::ImportCertbotArgs),
+    /// Standalone, for cron and systemd timers: issue or renew what is due, write the files,
+    /// run the deploy commands, exit (`run --once --config F`; no server needed).
+    Run(run::RunArgs),
     /// Run the agent on a web server (--config F [--once]), or list agents and manage their
     /// tokens (ls, token).
     Agent(fleet_cli::AgentArgs),
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 fleet_cli::run_token(cmd, dir, json).await
             }
+            Command::Run(args) => run::run(args, data_dir, json).await,
             Command::Responder(args) => responder::run(args).await,
             Command::Dns(cmd) => dns::run(cmd, json).await,
             Command::Check(args) => {

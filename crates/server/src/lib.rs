@@ -7,7 +7,8 @@
 //! account's life ([`accounts`]), the expiry watcher ([`expiry`]) and the event fan-out to
 //! notifiers ([`alerts`]), the fleet of agents ([`fleet`]: roles, tokens, labels, the agent
 //! routes, HTTP-01 across the fleet), the API over TLS ([`tls`]), the solvers of the config
-//! ([`solvers`], [`registry`]), and start-up ([`app`]).
+//! ([`solvers`], [`registry`]), start-up ([`app`]), and `run --once` without a server
+//! ([`standalone`]).
 #![warn(missing_docs)]
 
 pub mod accounts;
@@ -28,6 +29,7 @@ pub mod renewal;
 pub mod revocation;
 pub mod scheduler;
 pub mod solvers;
+pub mod standalone;
 pub mod tls;
 pub mod validate;
 pub mod views;

@@ -24,4 +24,5 @@ mod lifecycle;
 mod notifications;
 mod renewal;
 mod revocation;
+mod standalone;
 mod tls_api;
