@@ -53,7 +53,8 @@ them in an encrypted store and shows what expires when.\n\nStart the control pla
 CLI finds the server and its admin token in the data directory) or from anywhere with \
 --server https://HOST:PORT, --token and --pin. On each web server, `certfleet agent` deploys the \
 certificates and proves by TLS handshake that they are served; `certfleet check HOST` shows what \
-any endpoint serves.",
+any endpoint serves. On a single machine without a server, `certfleet run --once --config F` \
+(from a systemd timer or cron) issues, renews and deploys what is due, and exits.",
     after_help = EXIT_CODES
 )]
 struct Cli {

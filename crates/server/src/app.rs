@@ -235,7 +235,10 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     }
     // Withdraw what a killed predecessor left published, before any new order starts.
     certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
-    declare_configured(&app.store, &app.issuance, &app.issuers, &settings).await?;
+    for name in declare_configured(&app.store, &app.issuers, &settings).await? {
+        let trigger = crate::issuance::Trigger::Requested { force: false };
+        app.issuance.start(&name, trigger).await?;
+    }
 
     let mut tasks = vec![
         scheduler::spawn(app.issuance.clone(), stopped.clone()),
@@ -463,14 +466,15 @@ where
 
 /// Create the certificates the config file declares and that the store lacks; bring stored
 /// ones in line with an edited file. A real change (the set of names, key kind, issuer,
-/// challenge) updates the declaration and starts a new version at once; the current version
-/// stays valid and exportable until the new one exists.
+/// challenge) updates the declaration; the names of those certfleet renews are returned, for
+/// the caller to start a new version at once (the current version stays valid and exportable
+/// until the new one exists).
 pub(crate) async fn declare_configured(
     store: &Arc<dyn Store>,
-    issuance: &Arc<Issuance>,
     issuers: &BTreeMap<String, Arc<AcmeIssuer>>,
     settings: &Settings,
-) -> Result<(), ServerError> {
+) -> Result<Vec<String>, ServerError> {
+    let mut changed = Vec::new();
     for c in &settings.certificates {
         if let Some(profile) = &c.profile {
             check_profile_at_start(issuers, &c.issuer, profile, c.name.as_str()).await?;
@@ -511,13 +515,12 @@ pub(crate) async fn declare_configured(
                     .append_event(Some(name), EventKind::Changed, &message)
                     .await?;
                 if stored.auto_renewable() {
-                    let trigger = crate::issuance::Trigger::Requested { force: false };
-                    issuance.start(name, trigger).await?;
+                    changed.push(name.to_string());
                 }
             }
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// How `declared` differs from what is stored, in words; names compare as sets.

@@ -182,6 +182,24 @@ async fn first_run_issues_and_deploys_and_the_second_is_silent() {
         recorded(&s.env_out)["env"]["CERTFLEET_SERIAL"],
         serial.as_str()
     );
+
+    // A name added in the file: a new version at once (the responder listens for it although
+    // nothing is due by the schedule), deployed with the new names.
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "\"example.test\"]",
+        "\"example.test\", \"api.example.test\"]",
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("www: renewed version 2"), "{}", stdout(&out));
+    let env = &recorded(&s.env_out)["env"];
+    assert_eq!(
+        env["CERTFLEET_DOMAINS"],
+        "www.example.test example.test api.example.test"
+    );
+    assert_eq!(env["CERTFLEET_SERIAL"], serial_of(&dir).as_str());
+    assert_ne!(serial_of(&dir), serial);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,8 +10,8 @@
 //! nothing is left due, each certificate with a `dir` gets its files written with the atomic
 //! writer of `cert export` ([`deploy`]); when they changed — or the last deploy command for
 //! the current serial failed — its `deploy` command runs. Events are recorded as in the
-//! server (and handed to the configured notifiers, which get a bounded moment to deliver
-//! before the process exits).
+//! server, expiry thresholds crossed since the last run included, and handed to the
+//! configured notifiers, which get a bounded moment to deliver before the process exits.
 //!
 //! HTTP-01 is answered on `http01_listen` by the built-in responder (bound only when
 //! something is due and a certificate uses it), or written into a web server's document root
@@ -214,14 +214,21 @@ pub async fn run_once(settings: Settings) -> Result<RunReport, ServerError> {
     ));
     store.release_all_claims(clock.now()).await?;
     certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
-    declare_configured(&store, &issuance, &issuers, &settings).await?;
+    let changed = declare_configured(&store, &issuers, &settings).await?;
     retry_failed(&store, &issuance, clock.now()).await?;
-    let responders = bind_responders(&settings, &store, &solvers, clock.now()).await?;
-    let passes = run_passes(&issuance).await;
+    let responders = bind_responders(&settings, &store, &solvers, &changed, clock.now()).await?;
+    let passes = start_changed(&issuance, &changed).await;
+    let passes = match passes {
+        Ok(()) => run_passes(&issuance).await,
+        Err(e) => Err(e),
+    };
     if let Some(r) = responders {
         r.stop().await;
     }
     passes?;
+    // Expiry thresholds crossed since the last run (`expiring` events, as the server's
+    // watcher records them), so notifiers hear of a certificate whose renewals keep failing.
+    crate::expiry::pass(store.as_ref(), &settings.expiry_alert_days, clock.now()).await?;
     let mut report = RunReport::default();
     let events = listener
         .events
@@ -268,6 +275,15 @@ async fn retry_failed(
     Ok(())
 }
 
+/// Certificates whose declaration the file changed get a new version now, as in the server.
+async fn start_changed(issuance: &Arc<Issuance>, changed: &[String]) -> Result<(), ServerError> {
+    for name in changed {
+        let trigger = crate::issuance::Trigger::Requested { force: false };
+        issuance.start(name, trigger).await?;
+    }
+    Ok(())
+}
+
 /// Pass after pass of the scheduler until nothing is due and nothing runs.
 async fn run_passes(issuance: &Arc<Issuance>) -> Result<(), ServerError> {
     for _ in 0..MAX_PASSES {
@@ -282,25 +298,31 @@ async fn run_passes(issuance: &Arc<Issuance>) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Bind the built-in HTTP-01 (and TLS-ALPN-01) responders when something is due and a
-/// certificate uses them.
+/// Bind the built-in HTTP-01 (and TLS-ALPN-01) responders when a certificate that is due
+/// (or whose declaration changed) uses them; nothing is bound when nothing is due, or when
+/// the due certificates use a webroot or DNS-01.
 async fn bind_responders(
     settings: &Settings,
     store: &Arc<dyn Store>,
     solvers: &Arc<SolverRegistry>,
+    changed: &[String],
     now: certfleet_core::time::UnixTime,
 ) -> Result<Option<Responders>, ServerError> {
-    if store.next_due().await?.is_none_or(|due| due > now) {
-        return Ok(None);
-    }
     let kinds = settings.solver_kinds();
     let mut used = std::collections::BTreeSet::new();
     for cert in store.certificates().await? {
+        let due = cert.auto_renewable() && cert.next_due.is_some_and(|at| at <= now);
+        if !due && !changed.iter().any(|c| c == cert.name.as_str()) {
+            continue;
+        }
         for name in &cert.domains {
             if let Some(s) = solver_name_for(&cert.solvers, cert.challenge, name, &kinds) {
                 used.insert(s);
             }
         }
+    }
+    if !used.contains(HTTP01) && !used.contains(TLS_ALPN01) {
+        return Ok(None);
     }
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -364,7 +386,10 @@ fn from_events(report: &mut RunReport, events: &[Event]) {
                 entry.error = Some(e.message.clone());
                 entry.next_attempt = e.details.next_attempt.map(rfc3339);
             }
-            EventKind::OrderPending | EventKind::PolicyWarning | EventKind::OrderAbandoned => {
+            EventKind::OrderPending
+            | EventKind::PolicyWarning
+            | EventKind::OrderAbandoned
+            | EventKind::Expiring => {
                 report.entry(name).notes.push(e.message.clone());
             }
             _ => {}
