@@ -2,8 +2,11 @@
 //! kept in line with the configuration.
 //!
 //! - At start-up the stored account is read back from the CA (POST-as-GET, §7.3); when its
-//!   contacts differ from the configured ones an update is sent (§7.3.2) and the contacts the
-//!   CA confirmed are stored with the account (`account_updated` event).
+//!   contacts differ from the wanted ones — the configured contacts, or those a person set
+//!   with `certfleet account update` ([`crate::contacts`]) — an update is sent (§7.3.2) and
+//!   the contacts the CA confirmed are stored with the account (`account_updated` event).
+//! - A key rollover left unfinished (both keys stored, [`crate::rollover`]) is settled
+//!   before anything else: the key the CA holds is kept.
 //! - When the CA no longer knows the account (`accountDoesNotExist`, or `unauthorized` about
 //!   the account itself, as after a wiped staging database), a new account is registered
 //!   with the same settings (contacts, EAB), stored, logged at warn level and recorded as an
@@ -13,7 +16,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use certfleet_core::{AccountRecord, EventKind, Secret};
+use certfleet_core::{AccountRecord, EventDetails, EventKind, NewEvent, Secret};
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::Deserialize;
 
@@ -40,10 +43,10 @@ impl AccountState {
 
 /// The account resource as the CA returns it (RFC 8555 §7.1.2).
 #[derive(Debug, Deserialize)]
-struct AccountObject {
-    status: String,
+pub(crate) struct AccountObject {
+    pub(crate) status: String,
     #[serde(default)]
-    contact: Vec<String>,
+    pub(crate) contact: Vec<String>,
 }
 
 /// Why an account is being registered.
@@ -66,7 +69,7 @@ pub fn means_account_gone(problem: &Problem) -> bool {
     }
 }
 
-fn same_contacts(a: &[String], b: &[String]) -> bool {
+pub(crate) fn same_contacts(a: &[String], b: &[String]) -> bool {
     a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
 }
 
@@ -82,19 +85,26 @@ impl AcmeIssuer {
         Ok(state)
     }
 
-    /// The CA said it does not know the account at `stale_url`: register a new one with the
-    /// same settings, unless another order already did.
+    /// The CA said it does not know the account of `stale` (the state an order used):
+    /// register a new one with the same settings, unless another order already replaced it
+    /// or its key was rolled over meanwhile (the slot then holds another state), or a key
+    /// rollover whose answer was lost left a new key the CA does hold.
     pub async fn replace_forgotten_account(
         &self,
-        stale_url: &str,
+        stale: &Arc<AccountState>,
         why: &Problem,
     ) -> Result<Arc<AccountState>, AcmeError> {
         let mut slot = self.account_slot().lock().await;
-        if let Some(state) = slot.as_ref().filter(|s| s.url() != stale_url) {
+        if let Some(state) = slot.as_ref().filter(|s| !Arc::ptr_eq(s, stale)) {
             return Ok(state.clone());
         }
+        if let Some(state) = self.settle_pending_rollover().await? {
+            let state = Arc::new(state);
+            *slot = Some(state.clone());
+            return Ok(state);
+        }
         let registration = Registration::Replacing {
-            old_url: stale_url,
+            old_url: stale.url(),
             why: why.to_string(),
         };
         let state = Arc::new(self.register(registration).await?);
@@ -102,18 +112,17 @@ impl AcmeIssuer {
         Ok(state)
     }
 
-    async fn load_or_register(&self) -> Result<AccountState, AcmeError> {
+    pub(crate) async fn load_or_register(&self) -> Result<AccountState, AcmeError> {
         let cfg = self.config();
-        let Some(record) = self.store().account(&cfg.name, &cfg.directory_url).await? else {
+        let Some(mut record) = self.store().account(&cfg.name, &cfg.directory_url).await? else {
             return self.register(Registration::First).await;
         };
-        let creds: AccountCredentials = serde_json::from_str(record.credentials.expose())
-            .map_err(|e| AcmeError::Config(format!("stored account is unreadable: {e}")))?;
-        let key = AccountKey::new(creds.private_key().secret_pkcs8_der(), &record.account_url)?;
-        let account = Account::builder_with_http(Box::new(self.client().clone()))
-            .from_credentials(creds)
-            .await
-            .map_err(|e| self.directory_error(e))?;
+        if crate::rollover::next_key(record.credentials.expose()).is_some() {
+            record = self.settle_rollover(record).await?;
+        }
+        let (account, key) = self
+            .open_credentials(record.credentials.expose(), &record.account_url)
+            .await?;
         let object = match self.account_object(&key).await {
             Ok(object) if object.status == "valid" => object,
             Ok(object) => {
@@ -146,33 +155,27 @@ impl AcmeIssuer {
             .await
     }
 
-    /// Send an account update when the CA's contacts differ from the configured ones, and
-    /// store what the CA confirmed.
+    /// Send an account update when the CA's contacts differ from the wanted ones (the
+    /// configured contacts, or those `account update` set while the configuration has not
+    /// changed since; see [`crate::contacts`]), and store what the CA confirmed.
     async fn sync_contacts(
         &self,
         state: &mut AccountState,
         mut record: AccountRecord,
     ) -> Result<(), AcmeError> {
         let cfg = self.config();
-        if !same_contacts(&state.contacts, &cfg.contacts) {
-            let payload = serde_json::json!({ "contact": cfg.contacts });
-            let raw = self.raw().await?;
-            let response = raw
-                .post(&state.key, state.url(), Some(&payload))
-                .await?
-                .check()?;
-            let object: AccountObject = response.json()?;
+        let (wanted, source) = self.wanted_contacts().await?;
+        if !same_contacts(&state.contacts, &wanted) {
+            let confirmed = self.send_contacts(&state.key, &wanted).await?;
             let message = format!(
-                "contacts of ACME account {} changed from [{}] to [{}] to follow the configuration",
+                "contacts of ACME account {} changed from [{}] to [{}] to follow {source}",
                 state.url(),
                 state.contacts.join(", "),
-                object.contact.join(", ")
+                confirmed.join(", ")
             );
             tracing::info!(issuer = %cfg.name, "{message}");
-            self.store()
-                .append_event(None, EventKind::AccountUpdated, &message)
-                .await?;
-            state.contacts = object.contact;
+            self.record_account_event(&message).await?;
+            state.contacts = confirmed;
         }
         if record.contacts != state.contacts {
             record.contacts = state.contacts.clone();
@@ -255,9 +258,57 @@ impl AcmeIssuer {
     }
 
     /// The account object as the CA holds it (POST-as-GET, RFC 8555 §7.3).
-    async fn account_object(&self, key: &AccountKey) -> Result<AccountObject, AcmeError> {
+    pub(crate) async fn account_object(
+        &self,
+        key: &AccountKey,
+    ) -> Result<AccountObject, AcmeError> {
         let raw = self.raw().await?;
         raw.post_as_get(key, key.kid()).await?.check()?.json()
+    }
+
+    /// Send `contacts` as the account's contacts (RFC 8555 §7.3.2); the contacts the CA
+    /// confirmed. A refusal (`invalidContact`, `unsupportedContact`) is the CA's problem.
+    pub(crate) async fn send_contacts(
+        &self,
+        key: &AccountKey,
+        contacts: &[String],
+    ) -> Result<Vec<String>, AcmeError> {
+        let payload = serde_json::json!({ "contact": contacts });
+        let raw = self.raw().await?;
+        let object: AccountObject = raw
+            .post(key, key.kid(), Some(&payload))
+            .await?
+            .check()?
+            .json()?;
+        Ok(object.contact)
+    }
+
+    /// Record an `account_updated` event naming this issuer.
+    pub(crate) async fn record_account_event(&self, message: &str) -> Result<(), AcmeError> {
+        let details = EventDetails {
+            issuer: Some(self.config().name.clone()),
+            ..EventDetails::default()
+        };
+        self.store()
+            .record_event(&NewEvent::global(EventKind::AccountUpdated, message).with(details))
+            .await?;
+        Ok(())
+    }
+
+    /// instant-acme's account and certfleet's signer from stored credentials.
+    pub(crate) async fn open_credentials(
+        &self,
+        credentials: &str,
+        url: &str,
+    ) -> Result<(Account, AccountKey), AcmeError> {
+        let creds: AccountCredentials = serde_json::from_str(credentials)
+            .map_err(|e| AcmeError::Config(format!("stored account is unreadable: {e}")))?;
+        let key = AccountKey::new(creds.private_key().secret_pkcs8_der(), url)?;
+        let account = Account::builder_with_http(Box::new(self.client().clone()))
+            .from_credentials(creds)
+            .await
+            .map_err(|e| self.directory_error(e))?;
+        Ok((account, key))
     }
 }
 

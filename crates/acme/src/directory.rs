@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub struct Directory {
     /// Where fresh nonces come from (§7.2).
     pub new_nonce: String,
+    /// Where an account's key is changed (§7.3.5), if the CA allows it.
+    #[serde(default)]
+    pub key_change: Option<String>,
     /// The ARI base URL, when the CA offers renewal information (RFC 9773 §4).
     #[serde(default)]
     pub renewal_info: Option<String>,

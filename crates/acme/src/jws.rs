@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -38,6 +38,15 @@ pub struct AccountKey {
     pair: EcdsaKeyPair,
     rng: SystemRandom,
     kid: String,
+    /// The PKCS#8 DER the pair was read from (wiped on drop), to make another signer.
+    pkcs8: Vec<u8>,
+}
+
+impl Drop for AccountKey {
+    fn drop(&mut self) {
+        self.pkcs8.iter_mut().for_each(|b| *b = 0);
+        std::hint::black_box(&self.pkcs8);
+    }
 }
 
 impl std::fmt::Debug for AccountKey {
@@ -57,12 +66,74 @@ impl AccountKey {
             pair,
             rng: SystemRandom::new(),
             kid: kid.into(),
+            pkcs8: pkcs8_der.to_vec(),
         })
+    }
+
+    /// Another signer for the same key and account.
+    pub fn duplicate(&self) -> Result<Self, AcmeError> {
+        Self::new(&self.pkcs8, self.kid.clone())
+    }
+
+    /// A fresh ECDSA P-256 key for account `kid`, with its PKCS#8 DER (for the store).
+    pub fn generate(kid: impl Into<String>) -> Result<(Self, Vec<u8>), AcmeError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| AcmeError::Key("generating an account key failed".into()))?;
+        let der = pkcs8.as_ref().to_vec();
+        Ok((Self::new(&der, kid)?, der))
     }
 
     /// The account URL (`kid`).
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The public key as a JWK (RFC 7517; P-256 coordinates, RFC 7518 §6.2.1), members in
+    /// the lexicographic order RFC 7638 hashes them in.
+    pub fn jwk_json(&self) -> String {
+        // The public key is the uncompressed point 0x04 || X || Y (32 bytes each).
+        let point = self.pair.public_key().as_ref();
+        let (x, y) = point[1..].split_at(32);
+        format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(x),
+            URL_SAFE_NO_PAD.encode(y)
+        )
+    }
+
+    /// The JWK thumbprint (RFC 7638, SHA-256, base64url): names the key without showing it.
+    pub fn thumbprint(&self) -> String {
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.jwk_json().as_bytes());
+        URL_SAFE_NO_PAD.encode(digest.as_ref())
+    }
+
+    /// The inner JWS of a key change (RFC 8555 §7.3.5), signed by this (new) key with its JWK
+    /// in the header and no nonce: `{"account": account_url, "oldKey": old JWK}` for `url`.
+    pub fn key_change_jws(
+        &self,
+        url: &str,
+        account_url: &str,
+        old: &AccountKey,
+    ) -> Result<serde_json::Value, AcmeError> {
+        let jwk: serde_json::Value = serde_json::from_str(&self.jwk_json())
+            .map_err(|e| AcmeError::Key(format!("building the JWK: {e}")))?;
+        let old_jwk: serde_json::Value = serde_json::from_str(&old.jwk_json())
+            .map_err(|e| AcmeError::Key(format!("building the JWK: {e}")))?;
+        let header = serde_json::json!({"alg": "ES256", "jwk": jwk, "url": url});
+        let payload = serde_json::json!({"account": account_url, "oldKey": old_jwk});
+        let protected = URL_SAFE_NO_PAD.encode(header.to_string());
+        let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+        let signature = self
+            .pair
+            .sign(&self.rng, format!("{protected}.{payload}").as_bytes())
+            .map_err(|_| AcmeError::Key("signing the key change failed".into()))?;
+        Ok(serde_json::json!({
+            "protected": protected,
+            "payload": payload,
+            "signature": URL_SAFE_NO_PAD.encode(signature.as_ref()),
+        }))
     }
 
     /// A flattened JWS (RFC 7515 §7.2.2) for `url`; `payload` None is POST-as-GET (§6.3).
@@ -327,8 +398,54 @@ mod tests {
     }
 
     #[test]
+    fn thumbprint_of_rfc_7638_shape() {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = AccountKey::new(pkcs8.as_ref(), "https://ca.test/acct/1").unwrap();
+        let jwk: serde_json::Value = serde_json::from_str(&key.jwk_json()).unwrap();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(jwk["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        assert!(
+            key.jwk_json().starts_with(r#"{"crv":"#),
+            "members in RFC 7638 order"
+        );
+        assert_eq!(key.thumbprint().len(), 43, "base64url of 32 bytes");
+        let other = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let other = AccountKey::new(other.as_ref(), "https://ca.test/acct/1").unwrap();
+        assert_ne!(key.thumbprint(), other.thumbprint());
+        let inner = other
+            .key_change_jws("https://ca.test/key-change", "https://ca.test/acct/1", &key)
+            .unwrap();
+        let header: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(inner["protected"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(header.get("nonce").is_none() && header.get("kid").is_none());
+        assert_eq!(header["url"], "https://ca.test/key-change");
+        let payload: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(inner["payload"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["oldKey"], jwk);
+        assert_eq!(payload["account"], "https://ca.test/acct/1");
+    }
+
+    #[test]
     fn signatures_verify() {
-        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, KeyPair, UnparsedPublicKey};
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let key = AccountKey::new(pkcs8.as_ref(), "https://ca.test/acct/1").unwrap();

@@ -10,6 +10,9 @@
 //!   requests (account object, order polls, chain downloads with alternates).
 //! - [`ca`]: the [`Acme`] trait the renewal engine talks to (a fake CA in simulations);
 //!   [`ari`]: renewal information (RFC 9773).
+//! - The account's life: [`contacts`] (`account update`, RFC 8555 §7.3.2, and which contacts
+//!   rule), [`rollover`] (a new account key, §7.3.5), [`revoke`] (revoking a certificate
+//!   with the account, §7.6).
 //! - [`error`]: [`AcmeError`], keeping the CA's problem document typed.
 #![warn(missing_docs)]
 
@@ -17,6 +20,7 @@ pub mod account;
 pub mod ari;
 pub mod ca;
 pub mod cleanup;
+pub mod contacts;
 pub mod directory;
 pub mod error;
 pub mod http;
@@ -26,6 +30,8 @@ pub mod issuer;
 pub mod jws;
 pub mod keys;
 pub mod order;
+pub mod revoke;
+pub mod rollover;
 
 pub use ca::{Acme, OrderFailure, OrderObserver, OrderRequest, RenewalInfo, Resume};
 pub use error::AcmeError;

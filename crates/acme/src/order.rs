@@ -152,12 +152,15 @@ impl AcmeIssuer {
                 }
                 Err(AcmeError::AccountGone { problem, .. }) if !reregistered => {
                     reregistered = true;
-                    state = match self.replace_forgotten_account(state.url(), &problem).await {
+                    let old_url = state.url().to_string();
+                    state = match self.replace_forgotten_account(&state, &problem).await {
                         Ok(state) => state,
                         Err(e) => return Err((e, progress)),
                     };
-                    // The old account's orders went with it.
-                    progress.start_over();
+                    // The old account's orders went with it (not so after a key rollover).
+                    if state.url() != old_url {
+                        progress.start_over();
+                    }
                 }
                 Err(e) => return Err((e, progress)),
             }

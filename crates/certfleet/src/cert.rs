@@ -229,6 +229,40 @@ Example: certfleet cert export www --dir /etc/ssl/www --group www-data"
         #[command(flatten)]
         conn: Connection,
     },
+    /// Revoke a version at the CA (RFC 8555 §7.6) through an issuer's ACME account; a revoked
+    /// current version is replaced at once. Asks for confirmation on a terminal unless --yes.
+    #[command(
+        after_help = "The version is marked revoked with the time and reason, and a `revoked` event is recorded. A revoked current version of a certificate certfleet renews is replaced by the scheduler at once; --reissue starts the replacement now and waits for it. An imported (manual) certificate is revoked through the account of --issuer: the CA revokes it only for the account that ordered it, and refuses otherwise (its answer is shown).
+
+Example:
+  certfleet cert revoke www --reason keyCompromise --reissue"
+    )]
+    Revoke {
+        /// Certificate name.
+        name: String,
+        /// The version to revoke [default: the current one].
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+        /// Why, as RFC 5280 names it [default: unspecified].
+        #[arg(long, value_name = "REASON", value_parser = ["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged", "unspecified"])]
+        reason: Option<String>,
+        /// Issue the replacement now and wait for it (the current version of a certificate
+        /// certfleet renews).
+        #[arg(long)]
+        reissue: bool,
+        /// The configured issuer whose account asks the CA [default: the certificate's;
+        /// required for an imported certificate].
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// How long --reissue waits for the new version, in seconds [default: 600].
+        #[arg(long, value_name = "SECS", requires = "reissue")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Let certfleet renew an imported certificate over ACME with ISSUER from now on (the
     /// imported version stays current until then; `cert renew` renews at once).
     Manage {
@@ -420,6 +454,27 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
             let api = connect(conn)?;
             crate::manual::import(&api, &name, &files, allow_expired, issuer, json).await
         }
+        CertCommand::Revoke {
+            name,
+            version,
+            reason,
+            reissue,
+            issuer,
+            yes,
+            timeout,
+            conn,
+        } => {
+            let args = crate::revoke::RevokeArgs {
+                name,
+                version,
+                reason,
+                reissue,
+                issuer,
+                yes,
+                timeout,
+            };
+            crate::revoke::run(&connect(conn)?, args, json).await
+        }
         CertCommand::Manage { name, issuer, conn } => {
             crate::manual::manage(&connect(conn)?, &name, issuer, json).await
         }
@@ -574,7 +629,7 @@ pub fn cert_path(name: &str) -> String {
 /// Poll until a version newer than `before.0` is valid, or the attempt failed: the failure
 /// streak grew past `before.1` and no attempt runs any more (a failure left from before the
 /// request is not this attempt's).
-async fn wait_settled(
+pub(crate) async fn wait_settled(
     api: &Api,
     name: &str,
     before: (Option<u32>, u32),
@@ -673,9 +728,13 @@ pub fn list_table(certs: &[CertificateView]) -> String {
 
 /// The status, with the reason beside it when there is one.
 fn status_cell(c: &CertificateView) -> String {
-    match &c.status_reason {
-        Some(reason) => format!("{} ({reason})", c.status),
-        None => c.status.clone(),
+    match (&c.status_reason, &c.revoked_at) {
+        (Some(reason), _) => format!("{} ({reason})", c.status),
+        (None, Some(_)) if c.auto_renew => {
+            format!("{} (current version revoked; replacing it)", c.status)
+        }
+        (None, Some(_)) => format!("{} (current version revoked)", c.status),
+        (None, None) => c.status.clone(),
     }
 }
 
@@ -791,6 +850,14 @@ fn show_text(d: &CertificateDetail) -> String {
             v.key,
             v.issued_at
         ));
+        if let Some(at) = &v.revoked_at {
+            let why = v
+                .revocation_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            out.push_str(&format!("  Revoked:     {at}{why}\n"));
+        }
         if let Some(root) = &v.root {
             out.push_str(&format!("  Root:        {root}\n"));
         }

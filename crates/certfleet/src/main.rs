@@ -1,5 +1,6 @@
 //! `certfleet`: the control plane (`certfleet server`) and the CLI that talks to it.
 
+mod account;
 mod cert;
 mod certbot;
 mod check;
@@ -11,6 +12,8 @@ mod fleet_cli;
 mod manual;
 mod remote;
 mod responder;
+mod revoke;
+mod run;
 mod server;
 mod table;
 
@@ -50,7 +53,8 @@ them in an encrypted store and shows what expires when.\n\nStart the control pla
 CLI finds the server and its admin token in the data directory) or from anywhere with \
 --server https://HOST:PORT, --token and --server-pin. On each web server, `certfleet agent` deploys the \
 certificates and proves by TLS handshake that they are served; `certfleet check HOST` shows what \
-any endpoint serves.",
+any endpoint serves. On a single machine without a server, `certfleet run --once --config F` \
+(from a systemd timer or cron) issues, renews and deploys what is due, and exits.",
     after_help = EXIT_CODES
 )]
 struct Cli {
@@ -71,14 +75,20 @@ struct Cli {
 enum Command {
     /// Run the control plane: REST API, HTTP-01 responder and background issuance.
     Server(server::ServerArgs),
-    /// Manage certificates (add, ls, show, label, renew, rm, export, import, manage).
+    /// Manage certificates (add, ls, show, label, renew, rm, export, import, revoke, manage).
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// The ACME account of each issuer: list, update contacts, roll over the key.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
     /// Show the event log: issued, renewed, renewal_failed, expiring, imported, ... (newest
     /// last; --json: newest first, as the API returns it).
     Events(events::EventsArgs),
     /// Import an existing certbot installation's lineages (names, key, current files).
     ImportCertbot(certbot::ImportCertbotArgs),
+    /// Standalone, for cron and systemd timers: issue or renew what is due, write the files,
+    /// run the deploy commands, exit (`run --once --config F`; no server needed).
+    Run(run::RunArgs),
     /// Run the agent on a web server (--config F [--once]), or list agents and manage their
     /// tokens (ls, token).
     Agent(fleet_cli::AgentArgs),
@@ -122,6 +132,10 @@ fn main() -> ExitCode {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 cert::run(cmd, dir, json).await
             }
+            Command::Account(cmd) => {
+                let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
+                account::run(cmd, &dir, json).await
+            }
             Command::Events(args) => {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 events::run(args, &dir, json).await
@@ -142,6 +156,7 @@ fn main() -> ExitCode {
                 let dir = data_dir.unwrap_or_else(certfleet_server::config::default_data_dir);
                 fleet_cli::run_token(cmd, dir, json).await
             }
+            Command::Run(args) => run::run(args, data_dir, json).await,
             Command::Responder(args) => responder::run(args).await,
             Command::Dns(cmd) => dns::run(cmd, json).await,
             Command::Check(args) => {

@@ -41,6 +41,9 @@ pub struct EventDetails {
     /// The issuer concerned (account events, imports put under management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// Why a version was revoked (`keyCompromise`, ...; RFC 5280 §5.3.1), for `revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl EventDetails {

@@ -15,6 +15,7 @@ pub mod labels;
 pub mod model;
 pub mod name;
 pub mod policy;
+pub mod revocation;
 pub mod rules;
 pub mod secret;
 pub mod solver;
@@ -32,7 +33,8 @@ pub use model::{
     MANUAL_ISSUER, NewCertificate, NewVersion, Source, Version, serial_hex,
 };
 pub use name::{DnsName, NameError};
+pub use revocation::RevocationReason;
 pub use rules::{PresentedChallenge, SolverRules, SolverSet};
 pub use secret::Secret;
 pub use solver::{PendingChallenge, Solver, SolverError};
-pub use store::{Store, StoreError};
+pub use store::{ContactsOverride, Store, StoreError};

@@ -286,6 +286,9 @@ pub struct Certificate {
     pub claim_owner: Option<String>,
     /// Until when the claim holds; past it, another owner may take the certificate over.
     pub claim_until: Option<UnixTime>,
+    /// When the current version was revoked (RFC 8555 §7.6); such a version is renewed at once.
+    #[serde(default)]
+    pub current_revoked_at: Option<UnixTime>,
 }
 
 /// What a version was issued for: its names, issuer and key kind.
@@ -410,6 +413,9 @@ pub struct Version {
     pub replaces: Option<u32>,
     /// When it was revoked.
     pub revoked_at: Option<UnixTime>,
+    /// Why it was revoked (RFC 5280 §5.3.1), when certfleet revoked it.
+    #[serde(default)]
+    pub revocation_reason: Option<crate::revocation::RevocationReason>,
 }
 
 /// An ACME account of one issuer at one directory; the credentials are sealed by the store.
@@ -637,6 +643,7 @@ mod tests {
             ari_fetch_at: None,
             claim_owner: None,
             claim_until: None,
+            current_revoked_at: None,
         };
         assert_eq!(cert.declaration_mismatch(), None, "order does not matter");
         cert.domains.push(DnsName::parse("c.example.test").unwrap());

@@ -236,6 +236,8 @@ pub enum Basis {
     Lifetime,
     /// The configured `renew_before`.
     RenewBefore,
+    /// The current version was revoked (RFC 8555 §7.6): it must be replaced now.
+    Revoked,
 }
 
 /// When to renew, and why.
@@ -264,14 +266,25 @@ pub struct RenewalInputs<'a> {
     pub ari_fraction: f64,
     /// The current time.
     pub now: UnixTime,
+    /// Whether the current version was revoked: then it is due now, whatever the rest says.
+    pub revoked: bool,
 }
 
 /// When the current version should be renewed.
 ///
-/// With a usable ARI window: a moment inside it (now once it has started), but not before
-/// the version is [`ARI_MIN_VERSION_AGE`] old. Otherwise the lifetime rule or
-/// `renew_before`, minus [`jitter`]. With both an ARI window and `renew_before`, the earlier.
+/// A revoked version is due `now` ([`Basis::Revoked`]): a revoked certificate is refused by
+/// clients that check, so no window, rule or jitter applies. With a usable ARI window: a
+/// moment inside it (now once it has started), but not before the version is
+/// [`ARI_MIN_VERSION_AGE`] old. Otherwise the lifetime rule or `renew_before`, minus
+/// [`jitter`]. With both an ARI window and `renew_before`, the earlier.
 pub fn plan_renewal(inputs: RenewalInputs<'_>) -> Plan {
+    if inputs.revoked {
+        return Plan {
+            at: inputs.now,
+            basis: Basis::Revoked,
+            warning: None,
+        };
+    }
     let life = inputs.lifetime;
     let jitter = jitter(inputs.key, life.secs());
     let (rule_at, rule_basis, warning) =
@@ -449,7 +462,39 @@ mod tests {
             ari: None,
             ari_fraction: 0.5,
             now,
+            revoked: false,
         }
+    }
+
+    #[test]
+    fn a_revoked_version_is_due_now_whatever_the_window_or_rule() {
+        let l = life(90);
+        let now = T0 + DAY;
+        let mut i = inputs(l, now);
+        i.revoked = true;
+        assert_eq!(plan_renewal(i).at, now);
+        assert_eq!(plan_renewal(i).basis, Basis::Revoked);
+        i.ari = Some(AriWindow {
+            start: T0 + 50 * DAY,
+            end: T0 + 55 * DAY,
+        });
+        i.renew_before = Some(RenewBefore::Duration(DAY));
+        assert_eq!(
+            plan_renewal(i).at,
+            now,
+            "a far ARI window and renew_before do not delay it"
+        );
+        i.now = T0 + 10;
+        assert_eq!(
+            plan_renewal(i).at,
+            T0 + 10,
+            "nor does the minimum version age of the ARI rule"
+        );
+        i.revoked = false;
+        assert!(
+            plan_renewal(i).at > T0 + 49 * DAY,
+            "not revoked: the window"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::model::{
     Source, Version,
 };
 use crate::policy::AriWindow;
+use crate::revocation::RevocationReason;
 use crate::rules::PresentedChallenge;
 use crate::secret::Secret;
 use crate::time::UnixTime;
@@ -309,4 +310,48 @@ pub trait Store: Send + Sync + 'static {
         window: Option<AriWindow>,
         fetch_at: Option<UnixTime>,
     ) -> Result<(), StoreError>;
+
+    // --- Revocation and the account's life (issue 7) -----------------------------------
+
+    /// Mark version `seq` of `name` revoked at `at` for `reason` (RFC 8555 §7.6). `true` when
+    /// it was marked now, `false` when it already was (the first time and reason are kept).
+    /// [`StoreError::NotFound`] without such a version.
+    async fn mark_revoked(
+        &self,
+        name: &str,
+        seq: u32,
+        at: UnixTime,
+        reason: RevocationReason,
+    ) -> Result<bool, StoreError>;
+
+    /// The contacts `certfleet account update` set for the account of `issuer` at
+    /// `directory_url`, overriding the configured ones; `None` when the configuration rules.
+    async fn contacts_override(
+        &self,
+        issuer: &str,
+        directory_url: &str,
+    ) -> Result<Option<ContactsOverride>, StoreError>;
+
+    /// Set (or clear, with `None`) the contacts override of a stored account;
+    /// [`StoreError::NotFound`] when no account of `issuer` at `directory_url` is stored.
+    async fn set_contacts_override(
+        &self,
+        issuer: &str,
+        directory_url: &str,
+        contacts: Option<&ContactsOverride>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Contacts a person set on an ACME account with `certfleet account update` (RFC 8555
+/// §7.3.2). They stay in force over the configured contacts for as long as the configuration
+/// still says what it said when they were set (`configured`); once someone edits the
+/// configured contacts, the configuration rules again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactsOverride {
+    /// The contacts the account should have (`mailto:` URLs; may be empty).
+    pub contacts: Vec<String>,
+    /// The configured contacts at the time they were set.
+    pub configured: Vec<String>,
+    /// When they were set.
+    pub set_at: UnixTime,
 }

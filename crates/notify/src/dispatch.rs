@@ -43,11 +43,13 @@ struct Queue {
 pub struct Dispatcher {
     queues: Vec<Queue>,
     dropped: AtomicU64,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Dispatcher {
     /// Start one worker per route.
     pub fn start(routes: Vec<Route>) -> Self {
+        let mut workers = Vec::with_capacity(routes.len());
         let queues = routes
             .into_iter()
             .map(|route| {
@@ -57,14 +59,31 @@ impl Dispatcher {
                     filter: route.filter.clone(),
                     tx,
                 };
-                tokio::spawn(worker(route, rx));
+                workers.push(tokio::spawn(worker(route, rx)));
                 queue
             })
             .collect();
         Self {
             queues,
             dropped: AtomicU64::new(0),
+            workers,
         }
+    }
+
+    /// Stop taking events and wait, at most `within`, for every worker to deliver what it
+    /// holds (digests are sent at once); for a process about to exit (`certfleet run
+    /// --once`). Returns whether everything was delivered or given up in time.
+    pub async fn finish(self, within: Duration) -> bool {
+        let Self {
+            queues, workers, ..
+        } = self;
+        drop(queues);
+        let all = async {
+            for worker in workers {
+                let _ = worker.await;
+            }
+        };
+        tokio::time::timeout(within, all).await.is_ok()
     }
 
     /// Notifications dropped so far because a queue was full or its worker had stopped.

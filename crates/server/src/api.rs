@@ -11,7 +11,9 @@
 //! | GET    | `/api/v1/certificates/{name}/bundle`   | PEM files of the current one |
 //! | POST   | `/api/v1/certificates/{name}/import`   | import files ([`crate::manual`]) |
 //! | POST   | `/api/v1/certificates/{name}/manage`   | renew an import over ACME    |
+//! | POST   | `/api/v1/certificates/{name}/revoke`   | revoke at the CA ([`crate::revocation`]) |
 //! | GET    | `/api/v1/issuers`                      | issuers and their accounts   |
+//! | *      | `/api/v1/accounts...`                  | the account's life ([`crate::accounts`]) |
 //! | GET    | `/api/v1/events`                       | the event log                |
 
 use std::sync::Arc;
@@ -58,8 +60,13 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/certificates/{name}/manage",
             post(crate::manual::manage),
         )
+        .route(
+            "/api/v1/certificates/{name}/revoke",
+            post(crate::revocation::revoke),
+        )
         .route("/api/v1/issuers", get(issuers))
         .route("/api/v1/events", get(events))
+        .merge(crate::accounts::routes())
         .merge(fleet::api::routes())
         .merge(fleet::agent_api::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })

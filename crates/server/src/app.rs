@@ -127,6 +127,13 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
         );
     }
     let issuers = build_issuers(&settings, &store)?;
+    for c in settings.certificates.iter().filter(|c| c.local.is_some()) {
+        tracing::warn!(
+            certificate = %c.name,
+            "dir and deploy are used by `certfleet run --once` only; `certfleet server` hands \
+             certificates to agents (or `certfleet cert export`)"
+        );
+    }
     let confirm_timeout = Duration::from_secs(settings.http01_confirm_timeout_secs);
     let fleet_store = store.clone();
     // HTTP-01 across the fleet: the CA hears "ready" only once every entitled agent confirmed.
@@ -228,7 +235,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     }
     // Withdraw what a killed predecessor left published, before any new order starts.
     certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
-    declare_configured(&app, &settings).await?;
+    declare_configured(&app.store, &app.issuers, &settings).await?;
 
     let mut tasks = vec![
         scheduler::spawn(app.issuance.clone(), stopped.clone()),
@@ -347,7 +354,7 @@ fn serve_unix(
     })
 }
 
-fn open_store(data: &DataDir) -> Result<Arc<dyn Store>, ServerError> {
+pub(crate) fn open_store(data: &DataDir) -> Result<Arc<dyn Store>, ServerError> {
     let env = std::env::var(KEK_ENV).ok();
     let kek_source = match env {
         Some(_) => format!(
@@ -385,7 +392,7 @@ fn open_store(data: &DataDir) -> Result<Arc<dyn Store>, ServerError> {
     Ok(Arc::new(store))
 }
 
-fn build_issuers(
+pub(crate) fn build_issuers(
     settings: &Settings,
     store: &Arc<dyn Store>,
 ) -> Result<BTreeMap<String, Arc<AcmeIssuer>>, ServerError> {
@@ -456,12 +463,17 @@ where
 
 /// Create the certificates the config file declares and that the store lacks; bring stored
 /// ones in line with an edited file. A real change (the set of names, key kind, issuer,
-/// challenge) updates the declaration and starts a new version at once; the current version
-/// stays valid and exportable until the new one exists.
-async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), ServerError> {
+/// challenge) updates the declaration and makes the certificate due now, so the scheduler
+/// orders a new version (the current version stays valid and exportable until the new one
+/// exists).
+pub(crate) async fn declare_configured(
+    store: &Arc<dyn Store>,
+    issuers: &BTreeMap<String, Arc<AcmeIssuer>>,
+    settings: &Settings,
+) -> Result<(), ServerError> {
     for c in &settings.certificates {
         if let Some(profile) = &c.profile {
-            check_profile_at_start(app, &c.issuer, profile, c.name.as_str()).await?;
+            check_profile_at_start(issuers, &c.issuer, profile, c.name.as_str()).await?;
         }
         let declared = NewCertificate {
             name: c.name.clone(),
@@ -475,20 +487,20 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
             renew_before: c.renew_before,
         };
         let name = c.name.as_str();
-        match app.store.certificate(name).await? {
+        match store.certificate(name).await? {
             None => {
-                app.store.create_certificate(&declared).await?;
-                app.store
+                store.create_certificate(&declared).await?;
+                store
                     .append_event(
                         Some(name),
                         EventKind::Created,
                         "declared in the config file",
                     )
                     .await?;
-                apply_configured_labels(app, c, &Labels::new()).await?;
+                apply_configured_labels(store, c, &Labels::new()).await?;
             }
             Some(stored) => {
-                apply_configured_labels(app, c, &stored.labels).await?;
+                apply_configured_labels(store, c, &stored.labels).await?;
                 let Some(change) = declaration_change(&stored, &declared) else {
                     continue;
                 };
@@ -496,8 +508,8 @@ async fn declare_configured(app: &Arc<App>, settings: &Settings) -> Result<(), S
                 tracing::info!(certificate = name, "{message}");
                 // Due now: the scheduler orders a new version when what a version is issued
                 // for changed (the renewal engine sees the mismatch), else plans again.
-                app.store.update_declaration(name, &declared).await?;
-                app.store
+                store.update_declaration(name, &declared).await?;
+                store
                     .append_event(Some(name), EventKind::Changed, &message)
                     .await?;
             }
@@ -566,15 +578,15 @@ fn declaration_change(stored: &Certificate, declared: &NewCertificate) -> Option
 
 /// Give a declared certificate the labels its declaration sets, if they differ.
 async fn apply_configured_labels(
-    app: &Arc<App>,
+    store: &Arc<dyn Store>,
     c: &crate::config::CertificateSettings,
     current: &Labels,
 ) -> Result<(), ServerError> {
     let Some(labels) = c.labels.as_ref().filter(|l| *l != current) else {
         return Ok(());
     };
-    app.store.set_labels(c.name.as_str(), labels).await?;
-    app.store
+    store.set_labels(c.name.as_str(), labels).await?;
+    store
         .append_event(
             Some(c.name.as_str()),
             EventKind::LabelsChanged,
@@ -585,7 +597,7 @@ async fn apply_configured_labels(
 }
 
 /// A name for this process in claims: host, PID and a random part.
-fn claim_owner() -> String {
+pub(crate) fn claim_owner() -> String {
     let mut random = [0u8; 4];
     let _ = aws_lc_rs::rand::fill(&mut random);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -595,12 +607,12 @@ fn claim_owner() -> String {
 
 /// Refuse a declared profile the issuer's CA does not offer (when the CA can be asked).
 async fn check_profile_at_start(
-    app: &Arc<App>,
+    issuers: &BTreeMap<String, Arc<AcmeIssuer>>,
     issuer: &str,
     profile: &str,
     certificate: &str,
 ) -> Result<(), ServerError> {
-    let Some(acme) = app.issuers.get(issuer) else {
+    let Some(acme) = issuers.get(issuer) else {
         return Ok(());
     };
     match crate::validate::check_profile(acme.as_ref(), profile).await {

@@ -225,6 +225,20 @@ pub struct CertificateSection {
     pub profile: Option<String>,
     /// When to renew: a duration before expiry (`7d`) or a share of the lifetime (`30%`).
     pub renew_before: Option<String>,
+    /// `certfleet run --once`: the directory the files are written to.
+    pub dir: Option<PathBuf>,
+    /// `run --once`: program and arguments run after the files changed.
+    pub deploy: Option<Vec<String>>,
+    /// `run --once`: bound on the deploy command, seconds.
+    pub deploy_timeout_secs: Option<u64>,
+    /// `run --once`: owner of the files (user name or uid).
+    pub owner: Option<String>,
+    /// `run --once`: group of the files (name or gid).
+    pub group: Option<String>,
+    /// `run --once`: mode of the files without the key (octal).
+    pub mode: Option<String>,
+    /// `run --once`: mode of the files with the key (octal).
+    pub key_mode: Option<String>,
 }
 
 /// Flags of `certfleet server` that override or replace the file.
@@ -314,6 +328,8 @@ pub struct CertificateSettings {
     pub profile: Option<String>,
     /// When to renew instead of the lifetime rule.
     pub renew_before: Option<RenewBefore>,
+    /// Where `certfleet run --once` writes the files and what it runs then (`dir`, `deploy`).
+    pub local: Option<crate::standalone::LocalDeploy>,
 }
 
 /// Everything the server needs, validated.
@@ -794,7 +810,9 @@ pub fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_contact(field: &str, contact: &str) -> Result<(), ConfigError> {
+/// A contact must be a single `mailto:` address (what Let's Encrypt accepts); the error names
+/// `field`.
+pub fn check_contact(field: &str, contact: &str) -> Result<(), ConfigError> {
     let Some(addr) = contact.strip_prefix("mailto:") else {
         return Err(err(
             field,
@@ -844,8 +862,19 @@ fn resolve_certificate(
         profile: c.profile.as_deref(),
         renew_before: c.renew_before.as_deref(),
     };
-    let mut settings =
-        validate_certificate(&format!("certificates[{i}]."), &req, issuers, solvers)?;
+    let local = crate::standalone::settings::resolve(i, c);
+    let declared = validate_certificate(&format!("certificates[{i}]."), &req, issuers, solvers);
+    let mut settings = match (declared, local) {
+        (Ok(mut settings), Ok(local)) => {
+            settings.local = local;
+            settings
+        }
+        (Err(mut found), Err(more)) => {
+            found.0.extend(more.0);
+            return Err(found);
+        }
+        (Err(found), Ok(_)) | (Ok(_), Err(found)) => return Err(found),
+    };
     if let Some(labels) = &c.labels {
         settings.labels = Some(
             Labels::from_map(labels.clone())

@@ -136,6 +136,21 @@ impl Issuance {
         true
     }
 
+    /// Wait until no attempt is queued or running in this process (`certfleet run --once`
+    /// waits for its attempts before deploying). Looks again at least every second.
+    pub async fn idle(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.in_flight.lock().map(|s| s.is_empty()).unwrap_or(true) {
+                return;
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
     /// How many more attempts could start right now (free permits not promised to attempts
     /// already waiting for one).
     pub fn free_slots(&self) -> usize {

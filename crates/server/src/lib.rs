@@ -3,12 +3,15 @@
 //! that claims due certificates, [`issuance`] that runs attempts within the concurrency
 //! bound, the [`renewal`] engine that decides, orders and records, on a [`clock`] that tests
 //! can simulate — the REST API ([`api`]) with its JSON shapes ([`views`]) and errors
-//! ([`problem`]), manual certificates ([`manual`]), the expiry watcher ([`expiry`]) and the
-//! event fan-out to notifiers ([`alerts`]), the fleet of agents ([`fleet`]: roles, tokens,
-//! labels, the agent routes, HTTP-01 across the fleet), the API over TLS ([`tls`]), the
-//! solvers of the config ([`solvers`], [`registry`]), and start-up ([`app`]).
+//! ([`problem`]), manual certificates ([`manual`]), revocation ([`revocation`]), the ACME
+//! account's life ([`accounts`]), the expiry watcher ([`expiry`]) and the event fan-out to
+//! notifiers ([`alerts`]), the fleet of agents ([`fleet`]: roles, tokens, labels, the agent
+//! routes, HTTP-01 across the fleet), the API over TLS ([`tls`]), the solvers of the config
+//! ([`solvers`], [`registry`]), start-up ([`app`]), and `run --once` without a server
+//! ([`standalone`]).
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod api;
 pub mod app;
@@ -23,8 +26,10 @@ pub mod manual;
 pub mod problem;
 pub mod registry;
 pub mod renewal;
+pub mod revocation;
 pub mod scheduler;
 pub mod solvers;
+pub mod standalone;
 pub mod tls;
 pub mod validate;
 pub mod views;

@@ -118,6 +118,19 @@ impl ApiError {
         e
     }
 
+    /// The CA refused a request certfleet made on a person's behalf (a revocation, an
+    /// account update); `detail` carries the CA's own words.
+    pub fn ca_refused(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ca-refused",
+            "The CA refused the request",
+            detail.into(),
+        );
+        e.field = Some(field.into());
+        e
+    }
+
     /// The CA's Retry-After for the certificate has not passed (`at`, Unix seconds).
     pub fn not_before(at: i64, detail: impl Into<String>) -> Self {
         let mut e = Self::new(

@@ -11,6 +11,7 @@ use certfleet_solvers::mirror::RedisMirror;
 use certfleet_solvers::recorded::Recorded;
 use certfleet_solvers::self_check::SelfCheck;
 use certfleet_solvers::tls_alpn::{TlsAlpn01Solver, TlsAlpnResponder};
+use certfleet_solvers::webroot::WebrootSolver;
 use certfleet_solvers::{Http01Solver, LiveTokens};
 
 use crate::solvers::{SolverPlan, solver_name_for};
@@ -57,6 +58,9 @@ impl SolverRegistry {
                     wrap_http01(Arc::new(s))
                 }
                 SolverPlan::TlsAlpn01 => Arc::new(TlsAlpn01Solver::new(tls_alpn.clone())),
+                // Written into a document root: no agent confirms these (their tokens are
+                // not in the store), so the fleet's HTTP-01 wait does not wrap it.
+                SolverPlan::Webroot(path) => Arc::new(WebrootSolver::new(name.clone(), path)),
                 SolverPlan::Dns01 {
                     provider,
                     propagation,

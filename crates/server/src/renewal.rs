@@ -135,6 +135,11 @@ async fn run(
                 "renewing: a third (a half under 10 days) of the lifetime is left".into()
             }
             Basis::RenewBefore => "renewing: renew_before reached".into(),
+            Basis::Revoked => format!(
+                "replacing version {}, revoked at {}",
+                cert.current_version.unwrap_or_default(),
+                cert.current_revoked_at.map(rfc3339).unwrap_or_default()
+            ),
         };
     }
     if let Some(url) = &cert.order_url {
@@ -186,9 +191,10 @@ async fn order(
         profile: cert.profile.as_deref(),
         // Only a version this issuer ordered can be named in `replaces` (RFC 9773 §5): an
         // imported one belongs to another account, or to no ACME account at all.
+        // A revoked one is not named either: there is nothing left to replace gracefully.
         replaces: replaced
             .as_ref()
-            .filter(|v| v.order_url.is_some())
+            .filter(|v| v.order_url.is_some() && v.revoked_at.is_none())
             .map(|v| v.leaf_pem.as_str()),
         resume: cert.order_url.as_deref().map(|order_url| Resume {
             order_url,
@@ -270,7 +276,8 @@ async fn schedule_new_version(
 }
 
 /// The renewal plan for the current version, after fetching the ARI window when due;
-/// returns it with the time to fetch the window again.
+/// returns it with the time to fetch the window again. A revoked current version is due now
+/// (its window is not asked for).
 async fn plan(
     issuance: &Issuance,
     acme: &dyn Acme,
@@ -278,8 +285,9 @@ async fn plan(
     lifetime: Lifetime,
     now: UnixTime,
 ) -> Result<(Plan, UnixTime), Stop> {
+    let revoked = cert.current_revoked_at.is_some();
     let (mut window, mut fetch_at) = (cert.ari_window, cert.ari_fetch_at);
-    if fetch_at.is_none_or(|at| at <= now) {
+    if !revoked && fetch_at.is_none_or(|at| at <= now) {
         let (w, at) = refresh_ari(issuance, acme, cert, lifetime, now).await?;
         (window, fetch_at) = (w, Some(at));
     }
@@ -297,6 +305,7 @@ async fn plan(
         ari: window,
         ari_fraction: fraction,
         now,
+        revoked,
     });
     Ok((plan, fetch_at.unwrap_or(lifetime.not_after)))
 }

@@ -153,6 +153,15 @@ pub enum SolverSection {
         /// The propagation check.
         propagation: Option<PropagationSection>,
     },
+    /// HTTP-01 through a running web server: responses written into its document root
+    /// (`<path>/.well-known/acme-challenge/<token>`), as certbot's `--webroot` does.
+    #[serde(rename = "webroot")]
+    Webroot {
+        /// Solver name (default `webroot`); certificates pick it with `solver`.
+        name: Option<String>,
+        /// The document root the web server serves for every name it proves.
+        path: PathBuf,
+    },
     /// Amazon Route 53.
     #[serde(rename = "route53")]
     Route53 {
@@ -200,6 +209,8 @@ pub enum SolverPlan {
         /// The check.
         propagation: Propagation,
     },
+    /// HTTP-01 responses written into this document root.
+    Webroot(PathBuf),
 }
 
 impl fmt::Debug for SolverPlan {
@@ -208,6 +219,7 @@ impl fmt::Debug for SolverPlan {
             SolverPlan::Http01(p) => f.debug_tuple("Http01").field(p).finish(),
             SolverPlan::TlsAlpn01 => f.write_str("TlsAlpn01"),
             SolverPlan::Dns01 { provider, .. } => write!(f, "Dns01({})", provider.kind()),
+            SolverPlan::Webroot(path) => f.debug_tuple("Webroot").field(path).finish(),
         }
     }
 }
@@ -216,7 +228,7 @@ impl SolverPlan {
     /// The challenge type.
     pub fn kind(&self) -> ChallengeKind {
         match self {
-            SolverPlan::Http01(_) => ChallengeKind::Http01,
+            SolverPlan::Http01(_) | SolverPlan::Webroot(_) => ChallengeKind::Http01,
             SolverPlan::TlsAlpn01 => ChallengeKind::TlsAlpn01,
             SolverPlan::Dns01 { .. } => ChallengeKind::Dns01,
         }
@@ -376,7 +388,8 @@ pub fn resolve(
             errors.push(e);
             continue;
         }
-        if matches!(plan, SolverPlan::Dns01 { .. }) && [HTTP01, TLS_ALPN01].contains(&name.as_str())
+        if matches!(plan, SolverPlan::Dns01 { .. } | SolverPlan::Webroot(_))
+            && [HTTP01, TLS_ALPN01].contains(&name.as_str())
         {
             errors.push(err(
                 format!("{prefix}name"),
@@ -434,6 +447,10 @@ pub fn declared_kind(s: &SolverSection) -> Option<(String, ChallengeKind)> {
         SolverSection::Exec { name, .. } => dns(name, "exec"),
         SolverSection::Cloudflare { name, .. } => dns(name, "cloudflare"),
         SolverSection::Route53 { name, .. } => dns(name, "route53"),
+        SolverSection::Webroot { name, .. } => Some((
+            name.clone().unwrap_or_else(|| "webroot".to_string()),
+            ChallengeKind::Http01,
+        )),
     }
 }
 
@@ -605,6 +622,28 @@ fn resolve_one(
             (
                 name.clone().unwrap_or_else(|| "cloudflare".into()),
                 dns(Arc::new(provider), &prefix, propagation.as_ref())?,
+            )
+        }
+        SolverSection::Webroot { name, path } => {
+            if !path.is_absolute() {
+                return Err(err(
+                    format!("{prefix}path"),
+                    format!(
+                        "{:?} is not an absolute path; give the web server's document root, \
+                         such as /var/www/html",
+                        path.display().to_string()
+                    ),
+                ));
+            }
+            if path.exists() && !path.is_dir() {
+                return Err(err(
+                    format!("{prefix}path"),
+                    format!("{} exists and is not a directory", path.display()),
+                ));
+            }
+            (
+                name.clone().unwrap_or_else(|| "webroot".into()),
+                SolverPlan::Webroot(path.clone()),
             )
         }
         SolverSection::Route53 {

@@ -179,6 +179,7 @@ pub fn validate_certificate(
         solvers: rules,
         profile: req.profile.map(str::to_string),
         renew_before,
+        local: None,
     })
 }
 

@@ -100,6 +100,10 @@ pub struct CertificateView {
     /// The ACME order in flight, kept so a restart resumes it.
     #[serde(default)]
     pub order_url: Option<String>,
+    /// When the current version was revoked (RFC 3339); certfleet replaces such a version at
+    /// once when it renews the certificate.
+    #[serde(default)]
+    pub revoked_at: Option<String>,
 }
 
 /// `agents in sync / agents entitled` of one certificate.
@@ -156,6 +160,7 @@ impl CertificateView {
             }),
             in_progress: c.claim_owner.is_some(),
             order_url: c.order_url.clone(),
+            revoked_at: c.current_revoked_at.map(rfc3339),
         }
     }
 }
@@ -203,6 +208,9 @@ pub struct VersionView {
     pub replaces: Option<u32>,
     /// When it was revoked (RFC 3339).
     pub revoked_at: Option<String>,
+    /// Why it was revoked (`keyCompromise`, ...), when certfleet revoked it.
+    #[serde(default)]
+    pub revocation_reason: Option<String>,
     /// Leaf first, then the intermediates.
     pub chain: Vec<ChainEntry>,
     /// The root the chain leads to: the issuer DN of its top certificate.
@@ -225,6 +233,7 @@ impl VersionView {
             issued_at: rfc3339(v.issued_at),
             replaces: v.replaces,
             revoked_at: v.revoked_at.map(rfc3339),
+            revocation_reason: v.revocation_reason.map(|r| r.to_string()),
             root: chain.last().map(|top| top.issuer.clone()),
             order_url: v.order_url.clone(),
             chain,

@@ -9,6 +9,7 @@
 //! - [`dns`]: DNS-01 behind the [`dns::DnsProvider`] trait (rfc2136, acme-dns, exec,
 //!   cloudflare, route53) with the propagation check.
 //! - [`tls_alpn`]: TLS-ALPN-01 (RFC 8737) with its own rustls listener.
+//! - [`webroot::WebrootSolver`]: HTTP-01 through a running web server's document root.
 //! - [`recorded::Recorded`] records every presentation in the store before it happens, so a
 //!   restarted server can withdraw it ([`recorded::finish_cleanup`]).
 //!
@@ -25,6 +26,7 @@ pub mod recorded;
 pub mod responder;
 pub mod self_check;
 pub mod tls_alpn;
+pub mod webroot;
 
 pub use error::Error;
 pub use http01::Http01Solver;

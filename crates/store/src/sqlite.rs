@@ -35,10 +35,10 @@ use certfleet_core::expiry::ExpiryWatch;
 use certfleet_core::policy::AriWindow;
 use certfleet_core::time::UnixTime;
 use certfleet_core::{
-    AccountRecord, AgentSeen, Certificate, CertificateStatus, DeploymentRecord, DeploymentReport,
-    Event, EventKind, EventListener, EventQuery, Http01Challenge, Labels, NewCertificate, NewEvent,
-    NewToken, NewVersion, PresentedChallenge, Secret, Source, Store, StoreError, TokenRecord,
-    Version,
+    AccountRecord, AgentSeen, Certificate, CertificateStatus, ContactsOverride, DeploymentRecord,
+    DeploymentReport, Event, EventKind, EventListener, EventQuery, Http01Challenge, Labels,
+    NewCertificate, NewEvent, NewToken, NewVersion, PresentedChallenge, RevocationReason, Secret,
+    Source, Store, StoreError, TokenRecord, Version,
 };
 use rusqlite::Connection;
 
@@ -684,6 +684,40 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let name = name.to_string();
         self.call(move |c, _| versions::set_ari(c, &name, seq, window, fetch_at))
+            .await
+    }
+
+    async fn mark_revoked(
+        &self,
+        name: &str,
+        seq: u32,
+        at: UnixTime,
+        reason: RevocationReason,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.call(move |c, _| versions::mark_revoked(c, &name, seq, at, reason))
+            .await
+    }
+
+    async fn contacts_override(
+        &self,
+        issuer: &str,
+        directory_url: &str,
+    ) -> Result<Option<ContactsOverride>, StoreError> {
+        let (issuer, url) = (issuer.to_string(), directory_url.to_string());
+        self.call(move |c, _| records::contacts_override(c, &issuer, &url))
+            .await
+    }
+
+    async fn set_contacts_override(
+        &self,
+        issuer: &str,
+        directory_url: &str,
+        contacts: Option<&ContactsOverride>,
+    ) -> Result<(), StoreError> {
+        let (issuer, url) = (issuer.to_string(), directory_url.to_string());
+        let contacts = contacts.cloned();
+        self.call(move |c, _| records::set_contacts_override(c, &issuer, &url, contacts.as_ref()))
             .await
     }
 }

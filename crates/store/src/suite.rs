@@ -36,11 +36,11 @@ pub use certificates::{
 pub use fleet::{confirmations, deployments, labels, revision, tokens};
 pub use lifecycle::{event_listener, event_queries, expiry_thresholds, source_switch};
 pub use presented::{live_challenges, presented_challenges};
-pub use records::{accounts, challenges, events};
+pub use records::{accounts, challenges, contacts_overrides, events};
 pub use renewal::{
     ari_windows, claims, claims_by_name, pending_keys_and_retry_after, renewal_settings,
 };
-pub use versions::versions_and_keys;
+pub use versions::{revocations, versions_and_keys};
 
 /// Slack allowed between the test's clock and the store's timestamps, in seconds.
 const CLOCK_SLACK: i64 = 5;
@@ -72,6 +72,8 @@ pub async fn run_all(store: &dyn Store) {
     claims_by_name(store).await;
     pending_keys_and_retry_after(store).await;
     ari_windows(store).await;
+    revocations(store).await;
+    contacts_overrides(store).await;
 }
 
 /// A certificate declaration with default issuer, key kind and challenge.

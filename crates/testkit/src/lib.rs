@@ -12,8 +12,9 @@
 //!
 //! Besides Pebble: [`SmtpSink`] (aiosmtpd from the testbed's virtualenv, with STARTTLS or
 //! implicit TLS and AUTH), [`WebhookReceiver`] (records requests, answers 2xx, a failure, or
-//! never), [`certbot_certonly`] (the real certbot issuing a lineage from a test Pebble) and
-//! [`TestPki`] (a root and intermediate that sign leaves for import tests).
+//! never), [`certbot_certonly`] (the real certbot issuing a lineage from a test Pebble),
+//! [`StaticSite`] (a plain static file server over a webroot) and [`TestPki`] (a root and
+//! intermediate that sign leaves for import tests).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -35,6 +36,7 @@ pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod smtp;
+pub mod static_site;
 pub mod webhook;
 
 pub use certbot::certbot_certonly;
@@ -49,6 +51,7 @@ pub use process::{Guard, child_command, require_program};
 pub use proxy::FaultProxy;
 pub use redis::Redis;
 pub use smtp::{SmtpSink, SmtpSinkOptions};
+pub use static_site::StaticSite;
 pub use webhook::{Answer, Received, WebhookReceiver};
 
 /// Where `scripts/testbed` keeps what it unpacks or installs outside the system (newer Pebble

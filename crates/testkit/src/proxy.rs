@@ -100,6 +100,9 @@ pub enum Action {
     },
     /// Reset the connection (TCP RST) without an answer.
     Reset,
+    /// Forward to Pebble, which acts on the request, then reset the connection instead of
+    /// answering: the client never learns what happened (a lost answer).
+    ForwardThenReset,
     /// Forward after this delay (a slow CA).
     Delay(Duration),
     /// Forward; if Pebble's answer is an order that is `valid`, present it as `processing`
@@ -431,6 +434,16 @@ async fn handle(
     let response = match action {
         Some(Action::Reset) => {
             record.injected = true;
+            finish(&shared, record);
+            if let Some(fd) = fd.lock().unwrap().take() {
+                let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
+            }
+            return Err(ResetConnection);
+        }
+        Some(Action::ForwardThenReset) => {
+            let answer = forward(&shared, &parts, body).await;
+            record.injected = true;
+            record.status = answer.status().as_u16();
             finish(&shared, record);
             if let Some(fd) = fd.lock().unwrap().take() {
                 let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));

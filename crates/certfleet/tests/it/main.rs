@@ -1,5 +1,6 @@
 //! End-to-end tests of the `certfleet` binary against real Pebble.
 
+mod account_life;
 mod accounts;
 mod agents;
 mod alpn_redis;
@@ -22,4 +23,6 @@ mod issuers;
 mod lifecycle;
 mod notifications;
 mod renewal;
+mod revocation;
+mod standalone;
 mod tls_api;

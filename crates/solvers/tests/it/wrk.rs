@@ -274,6 +274,33 @@ impl Store for Counting {
         self.tick();
         self.inner.set_ari(n, s, w, at).await
     }
+    async fn mark_revoked(
+        &self,
+        n: &str,
+        s: u32,
+        at: UnixTime,
+        r: certfleet_core::RevocationReason,
+    ) -> Result<bool, StoreError> {
+        self.tick();
+        self.inner.mark_revoked(n, s, at, r).await
+    }
+    async fn contacts_override(
+        &self,
+        i: &str,
+        d: &str,
+    ) -> Result<Option<certfleet_core::ContactsOverride>, StoreError> {
+        self.tick();
+        self.inner.contacts_override(i, d).await
+    }
+    async fn set_contacts_override(
+        &self,
+        i: &str,
+        d: &str,
+        c: Option<&certfleet_core::ContactsOverride>,
+    ) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.set_contacts_override(i, d, c).await
+    }
 }
 
 const LIVE: &str = "Live_Token_For_Wrk_0123456789abcdef";

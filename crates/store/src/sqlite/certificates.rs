@@ -18,7 +18,7 @@ pub(super) const SELECT: &str = "SELECT c.id, c.name, c.domains, c.issuer, c.key
         c.challenge, c.source, c.status, c.current_version, v.not_after, c.failure_streak,
         c.last_error, c.next_due, c.order_url, c.created_at, c.updated_at, c.labels, v.domains,
         v.issuer, v.key_kind, c.solvers, c.profile, c.renew_before, c.retry_after, v.not_before,
-        v.ari_start, v.ari_end, c.ari_fetch_at, c.claim_owner, c.claim_until
+        v.ari_start, v.ari_end, c.ari_fetch_at, c.claim_owner, c.claim_until, v.revoked_at
     FROM certificates c
     LEFT JOIN versions v ON v.certificate_id = c.id AND v.seq = c.current_version";
 
@@ -85,6 +85,7 @@ pub(super) fn create(conn: &Connection, new: &NewCertificate) -> Result<Certific
         ari_fetch_at: None,
         claim_owner: None,
         claim_until: None,
+        current_revoked_at: None,
     })
 }
 
@@ -287,6 +288,7 @@ pub(super) fn from_row(row: &Row<'_>) -> Result<Certificate, Fail> {
         ari_fetch_at: row.get(27)?,
         claim_owner: row.get(28)?,
         claim_until: row.get(29)?,
+        current_revoked_at: row.get(30)?,
     })
 }
 

@@ -3,7 +3,9 @@
 //! is in `events`).
 
 use certfleet_core::time::UnixTime;
-use certfleet_core::{AccountRecord, Event, EventQuery, Http01Challenge, StoreError};
+use certfleet_core::{
+    AccountRecord, ContactsOverride, Event, EventQuery, Http01Challenge, StoreError,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::certificates::id_and_current;
@@ -81,6 +83,64 @@ pub(super) fn save_account(
         account.created_at,
         contacts,
     ])?;
+    Ok(())
+}
+
+/// The contacts override of the account of `(issuer, directory_url)`, if one is set.
+pub(super) fn contacts_override(
+    conn: &Connection,
+    issuer: &str,
+    directory_url: &str,
+) -> Result<Option<ContactsOverride>, Fail> {
+    let found: Option<(Option<String>, Option<String>, Option<UnixTime>)> = conn
+        .prepare_cached(
+            "SELECT override_contacts, override_configured, override_at FROM accounts
+             WHERE issuer = ?1 AND directory_url = ?2",
+        )?
+        .query_row([issuer, directory_url], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((Some(contacts), configured, at)) = found else {
+        return Ok(None);
+    };
+    let list = |text: &str, column: &str| -> Result<Vec<String>, Fail> {
+        serde_json::from_str(text).map_err(|e| corrupt(format!("column accounts.{column}: {e}")))
+    };
+    Ok(Some(ContactsOverride {
+        contacts: list(&contacts, "override_contacts")?,
+        configured: list(configured.as_deref().unwrap_or("[]"), "override_configured")?,
+        set_at: at.unwrap_or_default(),
+    }))
+}
+
+/// Set or clear the contacts override of a stored account.
+pub(super) fn set_contacts_override(
+    conn: &Connection,
+    issuer: &str,
+    directory_url: &str,
+    value: Option<&ContactsOverride>,
+) -> Result<(), Fail> {
+    let json = |list: &[String]| {
+        serde_json::to_string(list).map_err(|e| Fail::from(StoreError::Backend(e.into())))
+    };
+    let (contacts, configured, at) = match value {
+        Some(o) => (
+            Some(json(&o.contacts)?),
+            Some(json(&o.configured)?),
+            Some(o.set_at),
+        ),
+        None => (None, None, None),
+    };
+    let changed = conn
+        .prepare_cached(
+            "UPDATE accounts SET override_contacts = ?3, override_configured = ?4, override_at = ?5
+             WHERE issuer = ?1 AND directory_url = ?2",
+        )?
+        .execute(params![issuer, directory_url, contacts, configured, at])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(account_label(issuer, directory_url)).into());
+    }
     Ok(())
 }
 

@@ -194,6 +194,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE versions ADD COLUMN ari_start BIGINT;
     ALTER TABLE versions ADD COLUMN ari_end BIGINT;
     UPDATE certificates SET next_due = updated_at WHERE next_due IS NULL AND source = 'acme';",
+    // 9: revocation (issue 7): why a version was revoked; and contacts a person set with
+    // `certfleet account update`, kept with the configured contacts of that moment so that
+    // a later edit of the configuration is noticed (NULL: the configuration rules).
+    "ALTER TABLE versions ADD COLUMN revocation_reason TEXT;
+    ALTER TABLE accounts ADD COLUMN override_contacts TEXT;
+    ALTER TABLE accounts ADD COLUMN override_configured TEXT;
+    ALTER TABLE accounts ADD COLUMN override_at BIGINT;",
 ];
 
 /// A database written by a newer certfleet than this one.

@@ -2,7 +2,9 @@
 
 use certfleet_core::policy::AriWindow;
 use certfleet_core::time::{self, UnixTime};
-use certfleet_core::{CertificateStatus, NewVersion, Secret, StoreError, Version};
+use certfleet_core::{
+    CertificateStatus, NewVersion, RevocationReason, Secret, StoreError, Version,
+};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::certificates::id_and_current;
@@ -76,7 +78,36 @@ pub(super) fn add(
         order_url: new.order_url.clone(),
         replaces,
         revoked_at: None,
+        revocation_reason: None,
     })
+}
+
+/// Mark version `seq` of `name` revoked at `at` for `reason`, unless it already is; `true`
+/// when marked now.
+pub(super) fn mark_revoked(
+    conn: &Connection,
+    name: &str,
+    seq: u32,
+    at: UnixTime,
+    reason: RevocationReason,
+) -> Result<bool, Fail> {
+    let (id, _) = id_and_current(conn, name)?;
+    let found: Option<Option<i64>> = conn
+        .prepare_cached("SELECT revoked_at FROM versions WHERE certificate_id = ?1 AND seq = ?2")?
+        .query_row(params![id, seq], |r| r.get(0))
+        .optional()?;
+    match found {
+        None => Err(StoreError::NotFound(format!("version {seq} of certificate {name:?}")).into()),
+        Some(Some(_)) => Ok(false),
+        Some(None) => {
+            conn.prepare_cached(
+                "UPDATE versions SET revoked_at = ?3, revocation_reason = ?4
+                 WHERE certificate_id = ?1 AND seq = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![id, seq, at, reason.as_str()])?;
+            Ok(true)
+        }
+    }
 }
 
 /// Version `seq` of `name`, if it exists.
@@ -156,7 +187,7 @@ pub(super) fn pending_key(
 }
 
 const VERSION_COLUMNS: &str = "SELECT seq, serial, not_before, not_after, leaf_pem, chain_pem,
-        key_kind, issued_at, order_url, replaces, revoked_at
+        key_kind, issued_at, order_url, replaces, revoked_at, revocation_reason
     FROM versions";
 
 /// Every version of `name`, oldest first.
@@ -222,5 +253,9 @@ fn from_row(row: &Row<'_>) -> Result<Version, Fail> {
             .map(|v| to_u32(v, "versions.replaces"))
             .transpose()?,
         revoked_at: row.get(10)?,
+        revocation_reason: row
+            .get::<_, Option<String>>(11)?
+            .map(|r| parse(&r, "versions.revocation_reason"))
+            .transpose()?,
     })
 }

@@ -21,6 +21,7 @@ pub async fn event_queries(store: &dyn Store) {
         next_attempt: Some(1_800_000_000),
         threshold: Some("7d".into()),
         issuer: Some("default".into()),
+        reason: Some("keyCompromise".into()),
     };
     let renewed = store
         .record_event(&NewEvent::about(name, EventKind::Renewed, "renewed").with(details.clone()))

@@ -1,7 +1,7 @@
 //! Checks of accounts, HTTP-01 responses and the event log.
 
 use certfleet_core::time::UnixTime;
-use certfleet_core::{AccountRecord, EventKind, Http01Challenge, Secret, Store};
+use certfleet_core::{AccountRecord, ContactsOverride, EventKind, Http01Challenge, Secret, Store};
 
 use super::{assert_recent, expect_not_found, new_certificate};
 
@@ -293,4 +293,99 @@ pub async fn events(store: &dyn Store) {
     let mut expected = all_kinds.to_vec();
     expected.reverse();
     assert_eq!(kinds, expected, "every kind round-trips");
+}
+
+/// A contacts override belongs to one stored account, survives saving the account again
+/// (a re-registration or a key rollover), and can be cleared.
+pub async fn contacts_overrides(store: &dyn Store) {
+    let dir = "https://ca.test/override";
+    expect_not_found(
+        store
+            .set_contacts_override("suite-override", dir, None)
+            .await,
+        "an override without a stored account",
+    );
+    let account = AccountRecord {
+        issuer: "suite-override".to_string(),
+        directory_url: dir.to_string(),
+        account_url: "https://ca.test/acct/7".to_string(),
+        credentials: Secret::new("credentials"),
+        created_at: 1_700_000_000,
+        contacts: vec!["mailto:config@example.test".to_string()],
+    };
+    store.save_account(&account).await.unwrap();
+    assert_eq!(
+        store
+            .contacts_override("suite-override", dir)
+            .await
+            .unwrap(),
+        None
+    );
+    let set = ContactsOverride {
+        contacts: vec![
+            "mailto:oncall@example.test".to_string(),
+            "mailto:team@example.test".to_string(),
+        ],
+        configured: vec!["mailto:config@example.test".to_string()],
+        set_at: 1_700_000_050,
+    };
+    store
+        .set_contacts_override("suite-override", dir, Some(&set))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .contacts_override("suite-override", dir)
+            .await
+            .unwrap(),
+        Some(set.clone())
+    );
+    let rolled = AccountRecord {
+        credentials: Secret::new("rolled-over credentials"),
+        ..account.clone()
+    };
+    store.save_account(&rolled).await.unwrap();
+    assert_eq!(
+        store
+            .contacts_override("suite-override", dir)
+            .await
+            .unwrap(),
+        Some(set.clone()),
+        "saving the account again keeps the override"
+    );
+    let empty = ContactsOverride {
+        contacts: Vec::new(),
+        ..set.clone()
+    };
+    store
+        .set_contacts_override("suite-override", dir, Some(&empty))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .contacts_override("suite-override", dir)
+            .await
+            .unwrap(),
+        Some(empty),
+        "an empty list of contacts is an override too"
+    );
+    assert_eq!(
+        store
+            .contacts_override("suite-override", "https://other.test/dir")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .set_contacts_override("suite-override", dir, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .contacts_override("suite-override", dir)
+            .await
+            .unwrap(),
+        None,
+        "cleared"
+    );
 }

@@ -1,6 +1,6 @@
 //! Checks of versions and their sealed keys.
 
-use certfleet_core::{CertificateStatus, KeyKind, Secret, Store};
+use certfleet_core::{CertificateStatus, KeyKind, RevocationReason, Secret, Store};
 
 use super::{assert_recent, expect_not_found, new_certificate, new_version};
 
@@ -116,4 +116,97 @@ pub async fn versions_and_keys(store: &dyn Store) {
         .unwrap();
     assert_eq!((v.seq, v.replaces), (1, None));
     assert_eq!(store.versions(name).await.unwrap().len(), 2);
+}
+
+/// `mark_revoked` marks one version once (the first time and reason are kept), leaves the
+/// others and the current version alone, and names a missing version.
+pub async fn revocations(store: &dyn Store) {
+    let name = "suite-revoked";
+    store
+        .create_certificate(&new_certificate(name, &["revoked.example.com"]))
+        .await
+        .unwrap();
+    store
+        .add_version(name, new_version("0e01", 1_700_000_000))
+        .await
+        .unwrap();
+    store
+        .add_version(name, new_version("0e02", 1_700_000_100))
+        .await
+        .unwrap();
+    let at = 1_700_000_500;
+    assert!(
+        store
+            .mark_revoked(name, 1, at, RevocationReason::KeyCompromise)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_revoked(name, 1, at + 10, RevocationReason::Superseded)
+            .await
+            .unwrap(),
+        "already revoked"
+    );
+    let v1 = store.version(name, 1).await.unwrap().unwrap();
+    assert_eq!(
+        (v1.revoked_at, v1.revocation_reason),
+        (Some(at), Some(RevocationReason::KeyCompromise)),
+        "the first revocation is kept"
+    );
+    let v2 = store.version(name, 2).await.unwrap().unwrap();
+    assert_eq!((v2.revoked_at, v2.revocation_reason), (None, None));
+    let listed = store.versions(name).await.unwrap();
+    assert_eq!(listed[0], v1, "versions() shows the revocation too");
+    let c = store.certificate(name).await.unwrap().unwrap();
+    assert_eq!(c.current_version, Some(2), "the current version stays");
+    assert_eq!(
+        c.current_revoked_at, None,
+        "the current version is not revoked"
+    );
+    assert!(
+        store
+            .mark_revoked(name, 2, at + 20, RevocationReason::Superseded)
+            .await
+            .unwrap()
+    );
+    let c = store.certificate(name).await.unwrap().unwrap();
+    assert_eq!(
+        c.current_revoked_at,
+        Some(at + 20),
+        "certificate() shows it"
+    );
+    let listed = store.certificates().await.unwrap();
+    let listed = listed.iter().find(|c| c.name.as_str() == name).unwrap();
+    assert_eq!(
+        listed.current_revoked_at,
+        Some(at + 20),
+        "certificates() too"
+    );
+    store
+        .add_version(name, new_version("0e03", 1_700_000_200))
+        .await
+        .unwrap();
+    let c = store.certificate(name).await.unwrap().unwrap();
+    assert_eq!(
+        c.current_revoked_at, None,
+        "a new current version is not revoked"
+    );
+    expect_not_found(
+        store
+            .mark_revoked(name, 9, at, RevocationReason::Unspecified)
+            .await,
+        "mark_revoked of a missing version",
+    );
+    expect_not_found(
+        store
+            .mark_revoked(
+                "suite-revoked-missing",
+                1,
+                at,
+                RevocationReason::Unspecified,
+            )
+            .await,
+        "mark_revoked of an unknown certificate",
+    );
 }
