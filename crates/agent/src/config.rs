@@ -444,16 +444,7 @@ fn default_state_dir() -> PathBuf {
 /// Parse the file's text (unknown keys are refused by name). The error gives the line and
 /// column, never the quoted line, which may hold the token.
 pub fn parse(text: &str) -> Result<FileConfig, String> {
-    toml::from_str(text).map_err(|e| {
-        let message = e.message().trim_end();
-        match e.span() {
-            Some(span) => {
-                let (line, column) = certfleet_core::text::line_and_column(text, span.start);
-                format!("line {line}, column {column}: {message}")
-            }
-            None => message.to_string(),
-        }
-    })
+    certfleet_core::text::parse_toml(text)
 }
 
 #[cfg(test)]

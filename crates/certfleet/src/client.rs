@@ -120,8 +120,10 @@ impl Api {
                 Ok(Some(t)) => (t, TokenSource::File(data.token_path())),
                 Ok(None) => {
                     return Err(CliError::failure(format!(
-                        "there is no admin token in {}: the server creates it on its first run; \
-                         pass --token, or --data-dir with the server's data directory",
+                        "there is no admin token in {}: no `certfleet server` has run on this \
+                         data directory (it creates the token on its first run); pass --token, \
+                         or --data-dir with the server's data directory. Certificates kept by \
+                         `certfleet run --once` are listed by `certfleet run --list --config FILE`",
                         data.token_path().display()
                     ))
                     .kind("no-token"));

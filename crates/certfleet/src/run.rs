@@ -18,23 +18,30 @@ issued or renewed, its files not written or its deploy command failed (the next 
 again), or the run could not start (configuration, data directory in use by a server or \
 another run, a listener); 2 usage.\n\nLogs go to stderr at level warn (CERTFLEET_LOG=info for \
 more). Example config and systemd units: docs/standalone.md, contrib/systemd/.\n\nExample:\n  \
-certfleet run --once --config /etc/certfleet/certfleet.toml"
+certfleet run --once --config /etc/certfleet/certfleet.toml\n  \
+certfleet run --list --config /etc/certfleet/certfleet.toml"
 )]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["once", "list"])))]
 pub struct RunArgs {
-    /// Do the work once and exit (the only mode; `certfleet server` is the long-running one).
-    #[arg(long, required = true)]
+    /// Do the work once and exit (`certfleet server` is the long-running mode).
+    #[arg(long)]
     once: bool,
+    /// Change nothing: list the certificates the runs keep in the data directory, as `cert
+    /// ls` does for a server (NAME, DOMAINS, STATUS, EXPIRES, NEXT, last error; `--json` for
+    /// all fields).
+    #[arg(long)]
+    list: bool,
     /// TOML configuration file: issuers, solvers, and certificates each with its `dir` (and
     /// optionally `deploy`, `owner`, `group`, `mode`, `key_mode`).
     #[arg(long, value_name = "FILE", required = true)]
     config: PathBuf,
 }
 
-/// Default log filter of a run: quiet unless something is wrong.
-const RUN_LOG_FILTER: &str = "warn";
+/// Default log filter of a run: quiet unless something is wrong. A failed attempt is in the
+/// run's report (`error: NAME: ...`), so the engine's own warning of it is not repeated.
+const RUN_LOG_FILTER: &str = "warn,certfleet_server::renewal::failed=error";
 
 pub async fn run(args: RunArgs, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
-    let _ = args.once;
     init_logs();
     let invalid =
         |e: String| CliError::failure(format!("invalid configuration: {e}")).kind("invalid-config");
@@ -47,6 +54,17 @@ pub async fn run(args: RunArgs, data_dir: Option<PathBuf>, json: bool) -> Result
         .resolve(overrides)
         .map_err(|e| invalid(e.to_string()))?;
     settings.config_file = Some(args.config.clone());
+    if args.list {
+        let certs = standalone::list(&settings)
+            .await
+            .map_err(|e| CliError::failure(e.to_string()).kind("startup"))?;
+        return if json {
+            print_json(&certs)
+        } else {
+            print!("{}", crate::cert::list_table(&certs));
+            Ok(())
+        };
+    }
     check_for_run(&settings, &args.config).map_err(invalid)?;
     let report = standalone::run_once(settings)
         .await
@@ -123,11 +141,13 @@ fn print_report(report: &RunReport) {
             eprintln!("{}: note: {note}", c.name);
         }
         if let Some(error) = &c.error {
-            let next = c
-                .next_attempt
-                .as_deref()
-                .map(|t| format!(" (next attempt {t}; every run tries again)"))
-                .unwrap_or_default();
+            // A failed certificate is tried again at every run unless the CA asked to wait,
+            // which the error then says itself.
+            let next = if error.contains("the CA asked to wait") {
+                ""
+            } else {
+                " (the next run tries again)"
+            };
             eprintln!("error: {}: {error}{next}", c.name);
         }
         if let Some(error) = c.deploy.as_ref().and_then(|d| d.error.as_ref()) {
@@ -162,7 +182,10 @@ fn lines(c: &CertificateRun) -> Vec<String> {
         };
         let command = match (&d.command, d.status) {
             (Some(argv), Some(status)) => {
-                format!("; deploy command {:?} exited with {status}", argv.join(" "))
+                format!(
+                    "; deploy command `{}` exited with {status}",
+                    certfleet_deploy::hooks::display_argv(argv)
+                )
             }
             _ => String::new(),
         };

@@ -274,9 +274,9 @@ pub struct RenewalInputs<'a> {
 ///
 /// A revoked version is due `now` ([`Basis::Revoked`]): a revoked certificate is refused by
 /// clients that check, so no window, rule or jitter applies. With a usable ARI window: a
-/// moment inside it (now once it has started), but not before the version is
-/// [`ARI_MIN_VERSION_AGE`] old. Otherwise the lifetime rule or `renew_before`, minus
-/// [`jitter`]. With both an ARI window and `renew_before`, the earlier.
+/// moment inside it (now once it has started). Otherwise the lifetime rule or `renew_before`,
+/// minus [`jitter`]. With both an ARI window and `renew_before`, the earlier. Never before
+/// the version is [`ARI_MIN_VERSION_AGE`] (or 1/20 of its lifetime, if shorter) old.
 pub fn plan_renewal(inputs: RenewalInputs<'_>) -> Plan {
     if inputs.revoked {
         return Plan {
@@ -301,7 +301,11 @@ pub fn plan_renewal(inputs: RenewalInputs<'_>) -> Plan {
             ),
             None => (lifetime_rule(life), Basis::Lifetime, None),
         };
-    let rule_at = (rule_at - jitter).max(life.not_before);
+    // Like an ARI window, a rule never replaces a version younger than the minimum age: a
+    // `renew_before` close to the lifetime (`99%`, `3590s` of an hour) would otherwise make
+    // every fresh version due at once and order in a loop.
+    let min_age = ARI_MIN_VERSION_AGE.min(life.secs() / 20);
+    let rule_at = (rule_at - jitter).max(life.not_before + min_age);
     let Some(window) = inputs.ari else {
         return Plan {
             at: rule_at,
@@ -309,7 +313,6 @@ pub fn plan_renewal(inputs: RenewalInputs<'_>) -> Plan {
             warning,
         };
     };
-    let min_age = ARI_MIN_VERSION_AGE.min(life.secs() / 20);
     let ari_at = ari_moment(window, inputs.now, inputs.ari_fraction).max(life.not_before + min_age);
     if rule_basis == Basis::RenewBefore && rule_at < ari_at {
         return Plan {
@@ -548,6 +551,34 @@ mod tests {
             "too long: the lifetime rule applies"
         );
         assert!(plan.warning.unwrap().contains("lifetime of 90d"));
+    }
+
+    #[test]
+    fn renew_before_close_to_the_lifetime_never_makes_a_fresh_version_due() {
+        // A one-hour certificate with renew_before 3590s, and a five-year one with an hour
+        // less than its lifetime: due no sooner than 1/20 of the lifetime (at most an hour)
+        // after issuance.
+        let hour = Lifetime {
+            not_before: T0,
+            not_after: T0 + 3600,
+        };
+        let mut i = inputs(hour, T0);
+        i.renew_before = Some("3590s".parse().unwrap());
+        let plan = plan_renewal(i);
+        assert_eq!(plan.basis, Basis::RenewBefore);
+        assert_eq!(plan.at, T0 + 180);
+        let five_years = life(5 * 365);
+        let mut i = inputs(five_years, T0);
+        i.renew_before = Some("43799h".parse().unwrap());
+        assert_eq!(plan_renewal(i).at, T0 + ARI_MIN_VERSION_AGE);
+        // 99 % of a one-hour certificate: the jitter alone would put it before issuance.
+        let mut i = inputs(hour, T0);
+        i.renew_before = Some("99%".parse().unwrap());
+        assert_eq!(plan_renewal(i).at, T0 + 180);
+        // An ordinary setting is untouched by the floor.
+        let mut i = inputs(five_years, T0);
+        i.renew_before = Some("30%".parse().unwrap());
+        assert!(plan_renewal(i).at > T0 + 365 * DAY);
     }
 
     #[test]

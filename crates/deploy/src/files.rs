@@ -514,6 +514,15 @@ fn unique() -> String {
 
 /// Write one small file atomically (temporary name, fsync, rename, directory fsync) with
 /// `mode` set exactly; for state and token files. The directory must exist.
+///
+/// Unlike [`write_files`] there is no journal and no recovery of the directory: a single
+/// rename is atomic by itself, and several writers (HTTP-01 responses of concurrent orders in
+/// one webroot) may use the same directory at once without touching each other's files.
+///
+/// # Errors
+/// [`DeployError::Symlink`] when `path` is a symbolic link (it is never followed),
+/// [`DeployError::NotAFile`] when it is a directory or another non-regular file,
+/// [`DeployError::Io`] naming the step that failed.
 pub fn write_one(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError> {
     let dir = path
         .parent()
@@ -523,10 +532,31 @@ pub fn write_one(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| DeployError::FileName(path.display().to_string()))?;
-    let mut file = PlannedFile::new(name, bytes.to_vec(), mode & 0o077 == 0);
-    file.mode = Some(mode);
-    let options = WriteOptions::default();
-    write_files(dir, std::slice::from_ref(&file), &options).map(|_| ())
+    check_file_name(&name)?;
+    inspect(path)?;
+    let temp = dir.join(format!(".{name}{TMP_TAG}{}", unique()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&temp)
+            .map_err(|e| DeployError::io("creating a temporary file for", path, e))?;
+        // The mode given at creation went through the umask; set it exactly.
+        file.set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| DeployError::io("setting the mode of", path, e))?;
+        file.write_all(bytes)
+            .map_err(|e| DeployError::io("writing", path, e))?;
+        file.sync_all()
+            .map_err(|e| DeployError::io("flushing to disk", path, e))?;
+        fs::rename(&temp, path).map_err(|e| DeployError::io("renaming into place", path, e))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    sync_dir(dir)
 }
 
 mod dirs;

@@ -101,9 +101,31 @@ impl HookOutcome {
     }
 }
 
+/// An argv list for people to read: arguments separated by spaces, each one that is not
+/// plain (`[A-Za-z0-9_@%+=:,./-]`) in single quotes as a POSIX shell would need it, so the
+/// boundaries between arguments stay visible (`/bin/deploy 'arg one' '$(x);y'`). For display
+/// only: commands are always run as the list itself, never through a shell.
+pub fn display_argv(argv: &[String]) -> String {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c))
+    };
+    argv.iter()
+        .map(|a| {
+            if plain(a) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Run `hook` with the deployment's variables.
 pub async fn run_hook(hook: &HookCommand, env: &HookEnv) -> HookOutcome {
-    let command = hook.argv.join(" ");
+    let command = display_argv(&hook.argv);
     let failed = |output: String| HookOutcome {
         command: command.clone(),
         status: None,
@@ -276,5 +298,24 @@ mod tests {
         let out = run_hook(&hook(&["/nonexistent/reload"], 1000), &env()).await;
         assert!(!out.success);
         assert!(out.output.contains("/nonexistent/reload"), "{}", out.output);
+    }
+
+    #[test]
+    fn argv_is_shown_with_its_argument_boundaries() {
+        let argv: Vec<String> = [
+            "/bin/deploy",
+            "arg one",
+            "$(x);y",
+            "it's",
+            "",
+            "a=b,c:d/e.f",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            display_argv(&argv),
+            "/bin/deploy 'arg one' '$(x);y' 'it'\\''s' '' a=b,c:d/e.f"
+        );
     }
 }

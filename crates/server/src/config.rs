@@ -378,20 +378,7 @@ impl Settings {
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| err(&name, e.to_string()))?;
-    toml::from_str(&text).map_err(|e| err(&name, toml_error(&text, &e)))
-}
-
-/// A TOML error as `line L, column C: message`, without the quoted source line: the line
-/// may hold a secret (an EAB key, a TSIG secret, a password, a webhook URL) next to the typo.
-pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim_end();
-    match e.span() {
-        Some(span) => {
-            let (line, column) = certfleet_core::text::line_and_column(text, span.start);
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message.to_string(),
-    }
+    certfleet_core::text::parse_toml(&text).map_err(|e| err(&name, e))
 }
 
 /// The default data directory: `$CERTFLEET_DATA_DIR`, else `/var/lib/certfleet` for root and
@@ -925,6 +912,26 @@ fn check_unique_names(certs: &[CertificateSection]) -> Result<(), ConfigErrors> 
             ))
         })
         .collect();
+    // Two certificates writing the same files would overwrite each other at every run.
+    let same_dir = |a: &std::path::Path, b: &std::path::Path| a.components().eq(b.components());
+    let found = found
+        .into_iter()
+        .chain(certs.iter().enumerate().filter_map(|(i, c)| {
+            let dir = c.dir.as_deref()?;
+            let first = certs[..i]
+                .iter()
+                .position(|o| o.dir.as_deref().is_some_and(|d| same_dir(d, dir)))?;
+            Some(err(
+                format!("certificates[{i}].dir"),
+                format!(
+                    "{} is already the dir of {:?} (certificates[{first}].dir); give each \
+                 certificate its own directory, or their files overwrite each other",
+                    dir.display(),
+                    certs[first].name
+                ),
+            ))
+        }));
+    let found: Vec<ConfigError> = found.collect();
     if found.is_empty() {
         Ok(())
     } else {
@@ -1138,8 +1145,7 @@ mod tests {
     fn syntax_errors_do_not_echo_the_line_that_may_hold_a_secret() {
         let text = "[issuers.z]\ndirectory = \"https://ca.test/d\"\n\
                     eab = { key_id = \"kid\", hmac_kye = \"SuperSecretHmacValue\" }\n";
-        let e = toml::from_str::<FileConfig>(text).unwrap_err();
-        let shown = toml_error(text, &e);
+        let shown = certfleet_core::text::parse_toml::<FileConfig>(text).unwrap_err();
         assert!(!shown.contains("SuperSecretHmacValue"), "{shown}");
         assert!(shown.starts_with("line 3, column "), "{shown}");
         assert!(

@@ -42,8 +42,8 @@ pub struct DataDirLock {
 pub enum LockError {
     /// Another process holds the lock.
     #[error(
-        "another certfleet server{} is already running on data directory {}; stop it first, or give this one its own --data-dir",
-        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        "another certfleet process{} is already running on data directory {} (a `certfleet server` or a `run --once`); stop it or let it finish first, or give this one its own --data-dir",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_else(|| " (its pid is not written yet)".into()),
         .dir.display()
     )]
     Held {

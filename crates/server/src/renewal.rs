@@ -31,6 +31,8 @@ use crate::views::rfc3339;
 
 /// When a store write fails mid-attempt, look at the certificate again after this long.
 const STORE_RETRY: i64 = 60;
+/// The log target of the warning that an attempt failed (`certfleet_server::renewal::failed`).
+pub const FAILURE_LOG_TARGET: &str = "certfleet_server::renewal::failed";
 /// When the CA's ARI answer could not be had, ask again after this long.
 const ARI_ERROR_REFETCH: i64 = policy::BACKOFF_CEILING;
 
@@ -120,8 +122,17 @@ async fn run(
         };
         let (plan, look_again) = plan(issuance, acme.as_ref(), cert, lifetime, now).await?;
         if plan.at > now {
-            // An attempt that a crash interrupted before it ordered anything.
-            if cert.status == CertificateStatus::Issuing && cert.failure_streak == 0 {
+            // An attempt that a crash interrupted before it ordered anything; or a renewal
+            // that failed and is no longer due (the settings or the CA's window changed):
+            // its failure is moot, and left standing it would be reported again and again.
+            let interrupted = cert.status == CertificateStatus::Issuing && cert.failure_streak == 0;
+            if cert.status == CertificateStatus::Failed {
+                tracing::info!(
+                    certificate = cert.name.as_str(),
+                    "the renewal that failed is not due any more; its failure is cleared"
+                );
+            }
+            if interrupted || cert.status == CertificateStatus::Failed {
                 issuance
                     .store
                     .set_status(cert.name.as_str(), CertificateStatus::Valid, None)
@@ -219,7 +230,10 @@ async fn order(
             };
             let stored = store.add_version(name, version).await?;
             let replaces = match (&replaced, issued.replaced) {
-                (Some(old), true) => format!(", replacing serial {} (ARI)", old.serial),
+                (Some(old), true) => format!(
+                    ", replacing serial {} (named in the order's ARI `replaces`)",
+                    old.serial
+                ),
                 _ => String::new(),
             };
             let message = format!(
@@ -408,7 +422,9 @@ async fn fail(
 ) -> Result<UnixTime, Stop> {
     let store = issuance.store.as_ref();
     let name = cert.name.as_str();
-    tracing::warn!(certificate = name, error = %message, "issuance failed");
+    // Its own target, so that `run --once`, which reports the failure itself, can leave it
+    // out of its log.
+    tracing::warn!(target: FAILURE_LOG_TARGET, certificate = name, error = %message, "issuance failed");
     store
         .set_status(name, CertificateStatus::Failed, Some(message))
         .await?;

@@ -4,8 +4,9 @@
 //! `--webroot` does.
 //!
 //! Tokens reach here validated (`^[A-Za-z0-9_-]{16,128}$`), so a token is always a plain file
-//! name. The two directories are created with mode 0755 when missing; a symbolic link at the
-//! token's place is refused, never followed. Files get mode 0644 so the web server can read
+//! name. The two directories are created with mode 0755 when missing (links to directories are
+//! followed, as the web server follows them); a symbolic link at the token's place is refused,
+//! never followed. Concurrent orders may write into the same directory at once. Files get mode 0644 so the web server can read
 //! them whatever the umask. Cleanup removes the files it wrote (and nothing else); the
 //! directories stay.
 
@@ -59,7 +60,8 @@ impl WebrootSolver {
         let dir = self.root.join(CHALLENGE_DIR);
         create_dir(&dir).map_err(|e| self.error(format!("creating {}", dir.display()), e))?;
         // The deploy crate's writer: a temporary file renamed into place (the web server never
-        // reads half a response), a symbolic link in the way refused.
+        // reads half a response), a symbolic link at the file's place refused
+        // (links to directories are followed, as the web server follows them).
         certfleet_deploy::files::write_one(&self.path_for(token), body, FILE_MODE).map_err(|e| {
             SolverError {
                 kind: ChallengeKind::Http01,

@@ -226,7 +226,7 @@ async fn second_server_on_a_data_directory_exits_naming_the_first() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!(
-            "another certfleet server (pid {first_pid}) is already running on data directory {}",
+            "another certfleet process (pid {first_pid}) is already running on data directory {}",
             server.data_dir.display()
         )),
         "{err}"

@@ -120,7 +120,10 @@ async fn renews_by_itself_inside_the_ari_window_with_replaces() {
     let events = server.events();
     let renewal = events.iter().find(|e| e["kind"] == "renewed").unwrap();
     assert!(
-        renewal["message"].as_str().unwrap().contains("(ARI)"),
+        renewal["message"]
+            .as_str()
+            .unwrap()
+            .contains("(named in the order's ARI `replaces`)"),
         "{renewal}"
     );
 }

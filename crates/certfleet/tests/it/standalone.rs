@@ -354,10 +354,18 @@ async fn webroot_mode_is_validated_by_pebble_through_a_static_file_server() {
         &config,
         format!(
             "{}[[solvers]]\ntype = \"webroot\"\npath = {}\n\n[[certificates]]\nname = \"site\"\n\
-             domains = [\"site.example.test\"]\nsolver = \"webroot\"\ndir = {}\n",
+             domains = [\"site.example.test\"]\nsolver = \"webroot\"\ndir = {}\n{}",
             issuer(&pebble.directory_url(), &pebble, pebble.http01_port()),
             q(webroot.to_str().unwrap()),
             q(tmp.path().join("site").to_str().unwrap()),
+            // Orders running at once write into the one webroot side by side.
+            (1..=4)
+                .map(|i| format!(
+                    "\n[[certificates]]\nname = \"site{i}\"\ndomains = [\"site{i}.example.test\"]\n\
+                     solver = \"webroot\"\ndir = {}\n",
+                    q(tmp.path().join(format!("site{i}")).to_str().unwrap())
+                ))
+                .collect::<String>(),
         ),
     )
     .unwrap();
@@ -369,11 +377,13 @@ async fn webroot_mode_is_validated_by_pebble_through_a_static_file_server() {
         stderr(&out),
         site.log()
     );
-    assert!(
-        stdout(&out).contains("site: issued version 1"),
-        "{}",
-        stdout(&out)
-    );
+    for name in ["site", "site1", "site2", "site3", "site4"] {
+        assert!(
+            stdout(&out).contains(&format!("{name}: issued version 1")),
+            "{}",
+            stdout(&out)
+        );
+    }
     let log = site.log();
     assert!(
         log.lines()
@@ -430,7 +440,11 @@ async fn a_server_on_the_data_directory_stops_a_run_and_config_errors_name_the_f
         ),
         (
             "[[certificates]]\nname = \"a\"\ndomains = [\"a.example.test\"]\ndir = \"/tmp/a\"\ndeploy = \"systemctl reload nginx\"\n",
-            "invalid type: string \"systemctl reload nginx\", expected a sequence",
+            "certificates[0].deploy: invalid type: string \"systemctl reload nginx\", expected a sequence",
+        ),
+        (
+            "[[certificates]]\nname = \"a\"\ndomains = [\"a.example.test\"]\ndir = \"/tmp/a\"\nkey_mode = 640\n",
+            "certificates[0].key_mode: invalid type: integer `640`, expected a string",
         ),
         (
             "[[certificates]]\nname = \"a\"\ndomains = [\"a.example.test\"]\ndir = \"/tmp/a\"\nkey_mode = \"0644\"\n",
@@ -459,4 +473,187 @@ async fn a_server_on_the_data_directory_stops_a_run_and_config_errors_name_the_f
             "nothing created for {text}"
         );
     }
+}
+
+/// The config file is the whole truth for a run: a certificate taken out of it is neither
+/// ordered nor reported, even when its last attempt failed (its versions stay stored).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_removed_from_the_file_is_left_alone() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let extra = "\n[issuers.gone]\ndirectory = \"https://127.0.0.1:1/dir\"\n\n\
+                 [[certificates]]\nname = \"old\"\ndomains = [\"old.example.test\"]\n\
+                 issuer = \"gone\"\ndir = \"/nonexistent-certfleet/old\"\n";
+    let s = setup(&pebble.directory_url(), &pebble, extra);
+    let out = run_once(&s.data, &s.config, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("error: old:"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("www: issued version 1"));
+
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, &text[..text.find("\n[issuers.gone]").unwrap()]).unwrap();
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "nothing due");
+    assert_eq!(
+        stderr(&out),
+        "",
+        "nothing said about the removed certificate"
+    );
+
+    // Its versions stay: `run --list` shows both, as `cert ls` would.
+    let mut list = Command::new(bin());
+    list.arg("--data-dir").arg(&s.data).arg("--json");
+    let out = list
+        .args(["run", "--list", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let certs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{certs}");
+    assert!(names.contains(&"old") && names.contains(&"www"), "{certs}");
+    let www = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "www")
+        .unwrap();
+    assert_eq!(www["status"], "valid", "{www}");
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(&s.data)
+        .args(["run", "--list", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).starts_with("NAME") && stdout(&out).contains("www.example.test"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A renewal that failed against a CA the file no longer names is tried again, at once, with
+/// the issuer the file names now; the stale error is not reported as this run's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_config_retries_a_failed_renewal_at_once() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let s = setup(&pebble.directory_url(), &pebble, "");
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let good = std::fs::read_to_string(&s.config).unwrap();
+
+    // A name added (a new version is due now) while the directory points nowhere.
+    let edited = good.replace(
+        "\"example.test\"]",
+        "\"example.test\", \"api.example.test\"]",
+    );
+    std::fs::write(
+        &s.config,
+        edited.replace(&q(&pebble.directory_url()), "\"https://127.0.0.1:1/dir\""),
+    )
+    .unwrap();
+    let out = run_once(&s.data, &s.config, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("https://127.0.0.1:1/dir did not answer"));
+
+    std::fs::write(&s.config, &edited).unwrap();
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("www: renewed version 2"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stderr(&out).contains("127.0.0.1:1"), "{}", stderr(&out));
+}
+
+/// A `renew_before` as long as the lifetime never makes a fresh version due again: one run
+/// issues one version, the next run issues nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn renew_before_close_to_the_lifetime_issues_once_per_due_time() {
+    // One-hour certificates: 99 % puts the renewal 36 s after issuance, and the per-name
+    // jitter (up to 1/20 of the lifetime, 180 s) reaches back past issuance: due at once.
+    let pebble = Pebble::start(PebbleOptions {
+        validity_secs: Some(3600),
+        ..PebbleOptions::fast()
+    })
+    .await;
+    let s = setup(&pebble.directory_url(), &pebble, "renew_before = \"99%\"\n");
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("www: issued version 1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "a fresh version is not due again");
+}
+
+/// Two certificates writing into one directory would overwrite each other at every run.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_certificates_in_one_directory_are_refused_by_name() {
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("same");
+    let text = format!(
+        "{}[[certificates]]\nname = \"a\"\ndomains = [\"a.example.test\"]\ndir = {}\n\n\
+         [[certificates]]\nname = \"b\"\ndomains = [\"b.example.test\"]\ndir = {}\n",
+        issuer(&pebble.directory_url(), &pebble, pebble.http01_port()),
+        q(dir.to_str().unwrap()),
+        q(&format!("{}/", dir.display())),
+    );
+    let config = tmp.path().join("certfleet.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = run_once(&tmp.path().join("data"), &config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("certificates[1].dir: ")
+            && stderr(&out).contains("certificates[0].dir")
+            && stderr(&out).contains("\"a\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!tmp.path().join("data").exists());
+}
+
+/// A renewal that failed is moot once the file no longer asks for it (here: `renew_before`
+/// taken out again): the next run neither orders nor reports the old failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_renewal_that_is_no_longer_due_is_not_reported_again() {
+    // 30-second certificates: by the lifetime rule due after about 15 s; with renew_before
+    // 99 % after the minimum age (1/20 of the lifetime, 1.5 s).
+    let pebble = Pebble::start(PebbleOptions {
+        validity_secs: Some(30),
+        ..PebbleOptions::fast()
+    })
+    .await;
+    let s = setup(&pebble.directory_url(), &pebble, "");
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    let down = good.replace(&q(&pebble.directory_url()), "\"https://127.0.0.1:1/dir\"");
+    std::fs::write(&s.config, format!("{down}renew_before = \"99%\"\n")).unwrap();
+    let out = run_once(&s.data, &s.config, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("https://127.0.0.1:1/dir did not answer"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(&s.config, &good).unwrap();
+    let out = run_once(&s.data, &s.config, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("127.0.0.1:1"), "{}", stderr(&out));
 }

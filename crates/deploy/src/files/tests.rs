@@ -302,3 +302,47 @@ fn bad_file_names_are_refused() {
         assert!(matches!(err, DeployError::FileName(_)), "{name}: {err}");
     }
 }
+
+/// HTTP-01 responses of orders running at once land in one webroot side by side: no writer
+/// touches another's temporary file (field report: "renaming into place ...: No such file").
+#[test]
+fn single_files_written_at_once_into_one_directory_all_land() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for j in 0..25 {
+                    let path = dir.join(format!("token-{i}-{j}"));
+                    write_one(&path, format!("{i}.{j}").as_bytes(), 0o644).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 200, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("token-")), "{names:?}");
+    assert_eq!(fs::read(dir.join("token-3-7")).unwrap(), b"3.7");
+    let mode = fs::metadata(dir.join("token-0-0"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
+
+    // A link at the file's place is refused and left alone.
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("planted")).unwrap();
+    let err = write_one(&dir.join("planted"), b"x", 0o644).unwrap_err();
+    assert!(matches!(err, DeployError::Symlink { .. }), "{err}");
+    assert_eq!(
+        fs::read_link(dir.join("planted")).unwrap(),
+        Path::new("/etc/hostname")
+    );
+}

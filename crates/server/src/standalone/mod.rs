@@ -6,7 +6,9 @@
 //! [`scheduler::pass`](crate::scheduler::pass) claims what is due and
 //! [`Issuance`] runs each attempt through [`crate::renewal`] — ARI windows, the lifetime
 //! rule, Retry-After, resumed orders and backoff all apply. Certificates whose last attempt
-//! failed are tried again at every run (as certbot does), unless the CA asked to wait. When
+//! failed are tried again at every run (as certbot does), unless the CA asked to wait. The
+//! file is the whole truth: a certificate of the store that it no longer declares is held
+//! aside for the run (neither ordered, deployed nor reported; its versions stay). When
 //! nothing is left due, each certificate with a `dir` gets its files written with the atomic
 //! writer of `cert export` ([`deploy`]); when they changed — or the last deploy command for
 //! the current serial failed — its `deploy` command runs. Events are recorded as in the
@@ -20,7 +22,7 @@
 pub mod deploy;
 pub mod settings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +49,8 @@ pub use settings::LocalDeploy;
 
 /// Bound on the scheduler passes of one run (each claims what is due and waits for it).
 const MAX_PASSES: usize = 64;
+/// How long certificates the file no longer declares are held aside: longer than any run.
+const SET_ASIDE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long notifiers get to deliver the run's events before the process exits.
 pub const NOTIFY_GRACE: Duration = Duration::from_secs(10);
 
@@ -215,13 +219,21 @@ pub async fn run_once(settings: Settings) -> Result<RunReport, ServerError> {
     store.release_all_claims(clock.now()).await?;
     certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
     declare_configured(&store, &issuers, &settings).await?;
-    retry_failed(&store, &issuance, clock.now()).await?;
+    let declared: BTreeSet<String> = settings
+        .certificates
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    let aside = set_aside(&store, &issuance, &declared, clock.now()).await?;
+    retry_failed(&store, &issuance, &declared, clock.now()).await?;
     let responders = bind_responders(&settings, &store, &solvers, clock.now()).await?;
     let passes = run_passes(&issuance).await;
     if let Some(r) = responders {
         r.stop().await;
     }
+    let restored = put_back(&store, &issuance, aside).await;
     passes?;
+    restored?;
     // Expiry thresholds crossed since the last run (`expiring` events, as the server's
     // watcher records them), so notifiers hear of a certificate whose renewals keep failing.
     crate::expiry::pass(store.as_ref(), &settings.expiry_alert_days, clock.now()).await?;
@@ -231,7 +243,7 @@ pub async fn run_once(settings: Settings) -> Result<RunReport, ServerError> {
         .lock()
         .map(|e| e.clone())
         .unwrap_or_default();
-    from_events(&mut report, &events);
+    from_events(&mut report, &events, &declared);
     check_unusable(&mut report, &store, &settings, clock.now()).await?;
     for c in &settings.certificates {
         if let Some(local) = &c.local {
@@ -250,14 +262,103 @@ pub async fn run_once(settings: Settings) -> Result<RunReport, ServerError> {
     Ok(report)
 }
 
+/// The certificates the runs keep in the data directory, as `certfleet cert ls` shows a
+/// server's (`certfleet run --list`). Changes nothing; needs the data directory's lock, so a
+/// running server (or run) is named instead.
+///
+/// # Errors
+/// [`ServerError::Startup`] when no run has used the data directory yet, when it is in use,
+/// or when the store cannot be opened (the key-encryption key).
+pub async fn list(settings: &Settings) -> Result<Vec<crate::views::CertificateView>, ServerError> {
+    let data = DataDir::new(&settings.data_dir);
+    if !data.db_path().exists() {
+        return Err(ServerError::Startup(format!(
+            "no run has used data directory {} yet: there is nothing to list",
+            data.root().display()
+        )));
+    }
+    let _lock = data.lock().map_err(|e| match e {
+        LockError::Held { pid, .. } => ServerError::Startup(format!(
+            "data directory {} is in use by another certfleet process{}; when a `certfleet \
+             server` runs there, `certfleet cert ls` lists its certificates",
+            data.root().display(),
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        )),
+        other => ServerError::Startup(other.to_string()),
+    })?;
+    let store = open_store(&data)?;
+    let now = certfleet_core::time::now();
+    Ok(store
+        .certificates()
+        .await?
+        .iter()
+        .map(|c| crate::views::CertificateView::new(c, now))
+        .collect())
+}
+
+/// Certificates of the store that the file no longer declares, held aside for the run with
+/// when each was due: the file is the whole truth for `run --once`, so they are neither
+/// ordered nor deployed (their versions and keys stay stored, and a server on this data
+/// directory would renew them as before).
+struct Aside(Vec<(String, Option<certfleet_core::time::UnixTime>)>);
+
+/// Claim every auto-renewed certificate the file does not declare, for longer than a run
+/// lasts, so that no scheduler pass picks it; [`put_back`] releases them. A run that is
+/// killed leaves the claims to the next start's `release_all_claims`.
+async fn set_aside(
+    store: &Arc<dyn Store>,
+    issuance: &Issuance,
+    declared: &BTreeSet<String>,
+    now: certfleet_core::time::UnixTime,
+) -> Result<Aside, ServerError> {
+    let until = now + SET_ASIDE.as_secs() as i64;
+    let mut aside = Vec::new();
+    for cert in store.certificates().await? {
+        let name = cert.name.as_str();
+        if declared.contains(name) || !cert.auto_renewable() {
+            continue;
+        }
+        if store
+            .claim(name, issuance.owner(), now, until)
+            .await?
+            .is_some()
+        {
+            tracing::info!(
+                certificate = name,
+                "not in the config file: left alone by run --once"
+            );
+            aside.push((name.to_string(), cert.next_due));
+        }
+    }
+    Ok(Aside(aside))
+}
+
+/// Release what [`set_aside`] claimed, each due when it was before.
+async fn put_back(
+    store: &Arc<dyn Store>,
+    issuance: &Issuance,
+    aside: Aside,
+) -> Result<(), ServerError> {
+    for (name, next_due) in aside.0 {
+        store
+            .release_claim(&name, issuance.owner(), next_due)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Certificates whose last attempt failed are due at every run, unless the CA asked to wait.
 async fn retry_failed(
     store: &Arc<dyn Store>,
     issuance: &Issuance,
+    declared: &BTreeSet<String>,
     now: certfleet_core::time::UnixTime,
 ) -> Result<(), ServerError> {
     let owner = issuance.owner();
     for cert in store.certificates().await? {
+        if !declared.contains(cert.name.as_str()) {
+            continue;
+        }
         let waiting = cert.retry_after.is_some_and(|at| at > now);
         let later = cert.next_due.is_some_and(|at| at > now);
         if cert.auto_renewable() && cert.status == CertificateStatus::Failed && later && !waiting {
@@ -349,10 +450,11 @@ async fn bind(addr: SocketAddr, field: &str) -> Result<tokio::net::TcpListener, 
     })
 }
 
-/// What the run's events say: versions issued, attempts that failed, notes.
-fn from_events(report: &mut RunReport, events: &[Event]) {
+/// What the run's events say of the declared certificates: versions issued, attempts that
+/// failed, notes.
+fn from_events(report: &mut RunReport, events: &[Event], declared: &BTreeSet<String>) {
     for e in events {
-        let Some(name) = e.certificate.as_deref() else {
+        let Some(name) = e.certificate.as_deref().filter(|n| declared.contains(*n)) else {
             continue;
         };
         match e.kind {
