@@ -55,18 +55,7 @@ or a lost answer never costs the account: certfleet then asks the CA which key i
 }
 
 fn account_path(issuer: &str) -> String {
-    // Issuer names are validated by the server; keep the URL ours.
-    let safe: String = issuer
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("/api/v1/accounts/{safe}")
+    format!("/api/v1/accounts/{}", crate::cert::path_segment(issuer))
 }
 
 pub async fn run(cmd: AccountCommand, data_dir: &Path, json: bool) -> Result<(), CliError> {

@@ -230,7 +230,8 @@ Example: certfleet cert export www --dir /etc/ssl/www --group www-data"
         conn: Connection,
     },
     /// Revoke a version at the CA (RFC 8555 §7.6) through an issuer's ACME account; a revoked
-    /// current version is replaced at once. Asks for confirmation on a terminal unless --yes.
+    /// current version is replaced at once. Asks for confirmation on a terminal; elsewhere it
+    /// needs --yes.
     #[command(
         after_help = "The version is marked revoked with the time and reason, and a `revoked` event is recorded. A revoked current version of a certificate certfleet renews is replaced by the scheduler at once; --reissue starts the replacement now and waits for it. An imported (manual) certificate is revoked through the account of --issuer: the CA revokes it only for the account that ordered it, and refuses otherwise (its answer is shown).
 
@@ -539,35 +540,24 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
 /// On a terminal, ask before removing; elsewhere (scripts, pipes) refuse: removing keys
 /// needs `--yes` there.
 fn confirm_removal(detail: &CertificateDetail) -> Result<bool, CliError> {
-    use std::io::{BufRead, IsTerminal, Write};
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(CliError::failure(format!(
-            "{}: not removed: removing a certificate and its private keys needs confirmation, \
-             and standard input is not a terminal; pass --yes to remove it from a script",
-            detail.certificate.name
-        ))
-        .kind("confirmation-required"));
-    }
     let c = &detail.certificate;
     let in_flight = if c.status == "issuing" {
         "; the order in flight is cancelled"
     } else {
         ""
     };
-    eprint!(
-        "Remove certificate {} ({}) with its {} version(s) and their private keys{in_flight}? [y/N] ",
-        c.name,
-        domain_list(c, ", "),
-        detail.versions.len()
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| CliError::failure(format!("reading the answer: {e}")))?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    crate::prompt::confirm(
+        &format!(
+            "Remove certificate {} ({}) with its {} version(s) and their private keys{in_flight}? [y/N] ",
+            c.name,
+            domain_list(c, ", "),
+            detail.versions.len()
+        ),
+        &format!(
+            "{}: not removed: removing a certificate deletes its private keys",
+            c.name
+        ),
+    )
 }
 
 /// The names of a certificate, each with its Unicode form beside it when it has one.
@@ -612,9 +602,13 @@ fn label_patch(
 }
 
 pub fn cert_path(name: &str) -> String {
-    // Names are validated by the server; refuse path characters here so the URL stays ours.
-    let safe: String = name
-        .chars()
+    format!("/api/v1/certificates/{}", path_segment(name))
+}
+
+/// A name as one URL path segment. Names are validated by the server; characters that could
+/// leave the segment (`/`, `?`, `%`, ...) become `_` here, so the URL stays ours.
+pub fn path_segment(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
                 c
@@ -622,8 +616,7 @@ pub fn cert_path(name: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("/api/v1/certificates/{safe}")
+        .collect()
 }
 
 /// Poll until a version newer than `before.0` is valid, or the attempt failed: the failure

@@ -10,6 +10,7 @@ mod events;
 mod export;
 mod fleet_cli;
 mod manual;
+mod prompt;
 mod remote;
 mod responder;
 mod revoke;

@@ -80,13 +80,9 @@ pub async fn run(api: &Api, args: RevokeArgs, json: bool) -> Result<(), CliError
     Ok(())
 }
 
-/// On a terminal, ask before revoking; elsewhere (scripts, pipes) go ahead.
+/// On a terminal, ask before revoking; elsewhere (scripts, pipes) refuse: revoking cannot be
+/// undone, so it needs `--yes` there, as `cert rm` does.
 fn confirm(detail: &CertificateDetail, version: Option<u32>) -> Result<bool, CliError> {
-    use std::io::{BufRead, IsTerminal, Write};
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Ok(true);
-    }
     let c = &detail.certificate;
     let seq = version.or(c.version).unwrap_or_default();
     let serial = detail
@@ -95,17 +91,13 @@ fn confirm(detail: &CertificateDetail, version: Option<u32>) -> Result<bool, Cli
         .find(|v| v.version == seq)
         .map(|v| v.serial.as_str())
         .unwrap_or("?");
-    eprint!(
-        "Revoke version {seq} (serial {serial}) of {} ({}) at the CA? Clients that check \
-         revocation will refuse it; this cannot be undone. [y/N] ",
-        c.name,
-        c.domains.join(", ")
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| CliError::failure(format!("reading the answer: {e}")))?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    crate::prompt::confirm(
+        &format!(
+            "Revoke version {seq} (serial {serial}) of {} ({}) at the CA? Clients that check \
+             revocation will refuse it; this cannot be undone. [y/N] ",
+            c.name,
+            c.domains.join(", ")
+        ),
+        &format!("{}: not revoked: revocation cannot be undone", c.name),
+    )
 }

@@ -152,18 +152,7 @@ pub async fn start(settings: Settings) -> Result<Running, ServerError> {
     let (stop, stopped) = watch::channel(false);
     let (fleet, revision_task) = Fleet::start(&store, stopped.clone()).await?;
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
-    let acmes: BTreeMap<String, Arc<dyn Acme>> = issuers
-        .iter()
-        .map(|(name, issuer)| (name.clone(), issuer.clone() as Arc<dyn Acme>))
-        .collect();
-    let issuance = Arc::new(Issuance::new(
-        store.clone(),
-        acmes,
-        solvers.clone(),
-        settings.max_concurrent_orders,
-        clock.clone(),
-        claim_owner(),
-    ));
+    let issuance = build_issuance(&store, &issuers, &solvers, &settings, &clock);
     let app = Arc::new(App {
         store: store.clone(),
         issuers,
@@ -459,6 +448,29 @@ where
             tracing::error!(error = %e, "a listener failed");
         }
     })
+}
+
+/// The renewal engine over the configured issuers and solvers, bounded by
+/// `max_concurrent_orders`, claiming as this process ([`claim_owner`]).
+pub(crate) fn build_issuance(
+    store: &Arc<dyn Store>,
+    issuers: &BTreeMap<String, Arc<AcmeIssuer>>,
+    solvers: &Arc<SolverRegistry>,
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+) -> Arc<Issuance> {
+    let acmes: BTreeMap<String, Arc<dyn Acme>> = issuers
+        .iter()
+        .map(|(name, issuer)| (name.clone(), issuer.clone() as Arc<dyn Acme>))
+        .collect();
+    Arc::new(Issuance::new(
+        store.clone(),
+        acmes,
+        solvers.clone(),
+        settings.max_concurrent_orders,
+        clock.clone(),
+        claim_owner(),
+    ))
 }
 
 /// Create the certificates the config file declares and that the store lacks; bring stored

@@ -44,6 +44,17 @@ async fn revoked_current_version_is_renewed_by_the_scheduler_unasked() {
     let serial = first["versions"][0]["serial"].as_str().unwrap().to_string();
     assert_eq!(at_pebble(&pebble, &serial).await.0, "Valid");
 
+    // Off a terminal nothing can answer the question: refused without --yes, nothing sent.
+    let out = server.cli(&["cert", "revoke", "www", "--reason", "keyCompromise"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("www: not revoked: revocation cannot be undone")
+            && stderr(&out).contains("pass --yes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(at_pebble(&pebble, &serial).await.0, "Valid");
+
     let out = server.cli_ok(&[
         "cert",
         "revoke",

@@ -22,19 +22,18 @@
 pub mod deploy;
 pub mod settings;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use certfleet_acme::Acme;
 use certfleet_core::time::Clock;
 use certfleet_core::{CertificateStatus, Event, EventKind, EventListener, Solver, Store};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::{build_issuers, claim_owner, declare_configured, open_store};
+use crate::app::{build_issuance, build_issuers, declare_configured, open_store};
 use crate::clock::TokioClock;
 use crate::config::Settings;
 use crate::datadir::{DataDir, DataDirLock, LockError};
@@ -204,18 +203,7 @@ pub async fn run_once(settings: Settings) -> Result<RunReport, ServerError> {
             .map_err(ServerError::Startup)?,
     );
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
-    let acmes: BTreeMap<String, Arc<dyn Acme>> = issuers
-        .iter()
-        .map(|(name, issuer)| (name.clone(), issuer.clone() as Arc<dyn Acme>))
-        .collect();
-    let issuance = Arc::new(Issuance::new(
-        store.clone(),
-        acmes,
-        solvers.clone(),
-        settings.max_concurrent_orders,
-        clock.clone(),
-        claim_owner(),
-    ));
+    let issuance = build_issuance(&store, &issuers, &solvers, &settings, &clock);
     store.release_all_claims(clock.now()).await?;
     certfleet_solvers::recorded::finish_cleanup(&store, solvers.solvers()).await;
     declare_configured(&store, &issuers, &settings).await?;
