@@ -11,9 +11,11 @@ use crate::{CliError, print_json};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Quiet when nothing was due: no output, exit 0. Otherwise one line per \
-certificate issued, renewed or deployed on stdout, and each failure (with the CA's or the \
-command's words) on stderr.\n\nExit codes: 0 nothing failed, 1 a certificate could not be \
+    after_help = "Quiet when nothing was due: no output, exit 0. Otherwise a line on stdout \
+for each version issued or renewed and for each certificate whose files were written (with \
+its deploy command's exit status), and each failure (with the CA's or the command's words) on \
+stderr. Certificates taken out of the file are left alone (their versions stay stored); \
+--list shows what the runs keep.\n\nExit codes: 0 nothing failed, 1 a certificate could not be \
 issued or renewed, its files not written or its deploy command failed (the next run tries \
 again), or the run could not start (configuration, data directory in use by a server or \
 another run, a listener); 2 usage.\n\nLogs go to stderr at level warn (CERTFLEET_LOG=info for \
@@ -27,8 +29,8 @@ pub struct RunArgs {
     #[arg(long)]
     once: bool,
     /// Change nothing: list the certificates the runs keep in the data directory, as `cert
-    /// ls` does for a server (NAME, DOMAINS, STATUS, EXPIRES, NEXT, last error; `--json` for
-    /// all fields).
+    /// ls` does for a server (names, expiry, days left, status, next renewal, last error;
+    /// `--json` for every field).
     #[arg(long)]
     list: bool,
     /// TOML configuration file: issuers, solvers, and certificates each with its `dir` (and
