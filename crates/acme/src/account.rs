@@ -118,7 +118,13 @@ impl AcmeIssuer {
             return self.register(Registration::First).await;
         };
         if crate::rollover::next_key(record.credentials.expose()).is_some() {
-            record = self.settle_rollover(record).await?;
+            let (settled, known) = self.settle_rollover(record).await?;
+            if !known {
+                return self
+                    .reregister_at_start(&settled.account_url, "the CA forgot the account".into())
+                    .await;
+            }
+            record = settled;
         }
         let (account, key) = self
             .open_credentials(record.credentials.expose(), &record.account_url)

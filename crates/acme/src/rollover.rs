@@ -80,9 +80,13 @@ fn with_field(credentials: &str, field: &str, der: Option<&[u8]>) -> Result<Secr
 }
 
 /// Which key the CA holds for a rollover in progress.
+#[derive(PartialEq, Eq)]
 enum Held {
     New,
     Old,
+    /// The CA knows the account under neither key (its database was reset): a new account
+    /// must be registered.
+    Neither,
 }
 
 impl AcmeIssuer {
@@ -124,11 +128,12 @@ impl AcmeIssuer {
                 tracing::warn!(issuer = %cfg.name, error = %e, "the CA's answer to the key change was lost; asking it which key it holds");
                 match self.which_key(&record).await {
                     Ok(Held::New) => true,
-                    Ok(Held::Old) => {
+                    Ok(held @ (Held::Old | Held::Neither)) => {
                         record.credentials =
                             with_field(record.credentials.expose(), NEXT_KEY, None)?;
                         self.store().save_account(&record).await?;
-                        *slot = Some(state);
+                        // A forgotten account is registered anew at the next use.
+                        *slot = (held == Held::Old).then_some(state);
                         return Err(e);
                     }
                     Err(unsure) => {
@@ -206,6 +211,9 @@ impl AcmeIssuer {
         let old_key = current_key(record)?;
         match self.account_object(&old_key).await {
             Ok(o) if o.status == "valid" => Ok(Held::Old),
+            Err(AcmeError::Problem(p)) if crate::account::means_account_gone(&p) => {
+                Ok(Held::Neither)
+            }
             Ok(o) => Err(AcmeError::BadResponse(format!(
                 "the CA reports the account as {}",
                 o.status
@@ -215,14 +223,17 @@ impl AcmeIssuer {
     }
 
     /// A stored record with a rollover in progress, settled: the key the CA holds is kept
-    /// (and stored as the only one). An error when the CA cannot tell (both keys stay).
+    /// (and stored as the only one); when the CA knows neither (it forgot the account), the
+    /// old key is kept and the caller registers anew (`false`). An error when the CA cannot
+    /// tell (both keys stay).
     pub(crate) async fn settle_rollover(
         &self,
         mut record: AccountRecord,
-    ) -> Result<AccountRecord, AcmeError> {
+    ) -> Result<(AccountRecord, bool), AcmeError> {
         let Some(der) = next_key(record.credentials.expose()) else {
-            return Ok(record);
+            return Ok((record, true));
         };
+        let mut known = true;
         let message = match self.which_key(&record).await? {
             Held::New => {
                 let credentials = with_field(record.credentials.expose(), KEY, Some(&der))?;
@@ -241,11 +252,20 @@ impl AcmeIssuer {
                     record.account_url
                 )
             }
+            Held::Neither => {
+                known = false;
+                record.credentials = with_field(record.credentials.expose(), NEXT_KEY, None)?;
+                format!(
+                    "the CA no longer knows ACME account {} under either key of the \
+                     interrupted key rollover; a new account is registered",
+                    record.account_url
+                )
+            }
         };
         self.store().save_account(&record).await?;
         tracing::warn!(issuer = %self.config().name, "{message}");
         self.record_account_event(&message).await?;
-        Ok(record)
+        Ok((record, known))
     }
 
     /// When an order hears that the CA does not know the account: if a rollover is in
@@ -255,7 +275,10 @@ impl AcmeIssuer {
         if next_key(record.credentials.expose()).is_none() {
             return Ok(None);
         }
-        let record = self.settle_rollover(record).await?;
+        let (record, known) = self.settle_rollover(record).await?;
+        if !known {
+            return Ok(None);
+        }
         let (account, key) = self
             .open_credentials(record.credentials.expose(), &record.account_url)
             .await?;

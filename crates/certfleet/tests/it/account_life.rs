@@ -394,3 +394,40 @@ async fn a_rollover_whose_answer_is_lost_keeps_the_account() {
         "the account was kept"
     );
 }
+
+/// A rollover left undecided (both keys stored), then a CA that forgot the account (its
+/// database reset): the next use finds that the CA knows neither key and registers a new
+/// account instead of failing every order with accountDoesNotExist.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecided_rollover_at_a_ca_that_forgot_the_account_registers_anew() {
+    let mut pebble = Pebble::start(PebbleOptions::fast()).await;
+    let proxy = FaultProxy::start(&pebble).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_via(&proxy, &pebble, dir.path(), &[]);
+    let directory = proxy.directory_url();
+    server.issue("www", "www.example.test");
+    let before = stored(&server, &directory).await;
+
+    proxy.add(Rule::new(Match::post("/rollover-account-key"), Action::Reset).times(1));
+    proxy.add(Rule::new(Match::post("/my-account/"), Action::Reset).times(2));
+    let out = server.cli(&["account", "rollover", "default"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(accounts(&server)[0]["rollover_pending"], true);
+
+    pebble.restart().await;
+    let out = server.cli(&["cert", "renew", "www", "--wait"]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), server.log());
+    let after = stored(&server, &directory).await;
+    assert_ne!(after.account_url, before.account_url, "a new account");
+    assert_eq!(accounts(&server)[0]["rollover_pending"], false);
+    at_the_ca(&pebble, &directory, &key_of(&after))
+        .await
+        .expect("the new account is the CA's");
+    assert!(
+        updated_events(&server)
+            .iter()
+            .any(|e| e.contains("under either key")),
+        "{:?}",
+        updated_events(&server)
+    );
+}
