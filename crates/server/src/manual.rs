@@ -82,6 +82,16 @@ pub async fn import(
             ));
         }
     }
+    if issuer.is_some() {
+        let rules = existing
+            .as_ref()
+            .map(|c| c.solvers.clone())
+            .unwrap_or_default();
+        let challenge = existing
+            .as_ref()
+            .map_or(ChallengeKind::Http01, |c| c.challenge);
+        check_provable(&app, &rules, challenge, &assembled.domains)?;
+    }
     let version_issuer = issuer.clone().unwrap_or_else(|| MANUAL_ISSUER.to_string());
     let declaration = NewCertificate {
         name: name.clone(),
@@ -222,6 +232,7 @@ pub async fn manage(
         ));
     }
     check_issuer(&app, &body.issuer).await?;
+    check_provable(&app, &cert.solvers, cert.challenge, &cert.domains)?;
     app.store
         .set_source(name.as_str(), Source::Acme, &body.issuer)
         .await?;
@@ -243,6 +254,21 @@ pub async fn manage(
         &cert,
         certfleet_core::time::now(),
     )))
+}
+
+/// A certificate renewed over ACME needs a solver for each name, and dns-01 for a wildcard.
+fn check_provable(
+    app: &App,
+    rules: &certfleet_core::SolverRules,
+    challenge: ChallengeKind,
+    domains: &[certfleet_core::DnsName],
+) -> Result<(), ApiError> {
+    let errors = crate::validate::unprovable(rules, challenge, domains, &app.solver_kinds);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::config::ConfigErrors(errors).into())
+    }
 }
 
 /// The issuer must be configured and its CA usable (the account is registered or loaded).

@@ -183,6 +183,19 @@ pub fn validate_certificate(
     })
 }
 
+/// For a certificate that is to be renewed over ACME from now on (`cert manage`, `cert
+/// import --issuer`): every name must have a solver, and a wildcard one that can prove it
+/// (dns-01). Errors name `domains[i]`; empty when every name can be proved.
+pub(crate) fn unprovable(
+    rules: &SolverRules,
+    challenge: ChallengeKind,
+    domains: &[DnsName],
+    solvers: &BTreeMap<String, ChallengeKind>,
+) -> Vec<ConfigError> {
+    let raw: Vec<String> = domains.iter().map(ToString::to_string).collect();
+    solver_errors(&|f| f.to_string(), rules, challenge, &raw, domains, solvers)
+}
+
 /// Every name must have a solver, and a wildcard a solver that can prove it (dns-01).
 /// `raw` are the names as given, to find each parsed name's field index.
 fn solver_errors(

@@ -410,3 +410,44 @@ async fn an_import_is_manual_ordered_sealed_then_replaced_and_managed() {
         "the event log tells the story"
     );
 }
+
+/// A wildcard certificate cannot be renewed over HTTP-01: handing it to an issuer (`import
+/// --issuer`, `cert manage`) is refused naming the name, and it stays manual.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wildcard_is_not_put_under_acme_without_a_dns_solver() {
+    let (_pebble, dir, server) = pebble_and_server(PebbleOptions::fast()).await;
+    let d = dir.path();
+    let pki = TestPki::new("Import Test");
+    let leaf = pki.leaf(&["*.wild.example.test"], Validity::Current);
+    let cert = write(
+        d,
+        "wild.pem",
+        &format!("{}{}", leaf.cert_pem, pki.intermediate_pem()),
+    );
+    let key = write(d, "wild.key", &leaf.key_pem);
+    let root = write(d, "root.pem", &pki.root_pem());
+    let files = ["--cert", s(&cert), "--key", s(&key), "--ca-file", s(&root)];
+
+    let mut with_issuer = files.to_vec();
+    with_issuer.extend_from_slice(&["--issuer", "default"]);
+    let said = refused(&server, "wild", &with_issuer);
+    assert!(
+        said.contains("domains[0]") && said.contains("*.wild.example.test is a wildcard"),
+        "{said}"
+    );
+    assert_eq!(imported_events(&server), 0, "nothing stored");
+
+    let mut import = vec!["cert", "import", "wild"];
+    import.extend_from_slice(&files);
+    server.cli_ok(&import);
+    let out = server.cli(&["cert", "manage", "wild", "--issuer", "default"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("*.wild.example.test is a wildcard"),
+        "{}",
+        stderr(&out)
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["cert", "show", "wild", "--json"])).unwrap();
+    assert_eq!(show["source"], "manual", "{show}");
+}
