@@ -482,6 +482,11 @@ impl FileConfig {
                     {
                         e.0.retain(|e| !e.field.ends_with("].issuer"));
                     }
+                    // An unknown one is told every declared issuer, valid or not.
+                    for found in e.0.iter_mut().filter(|e| e.field.ends_with("].issuer")) {
+                        found.message =
+                            crate::validate::unknown_issuer(issuer, declared_issuers.iter());
+                    }
                     e
                 });
                 match result {
@@ -947,6 +952,22 @@ mod tests {
         let file: FileConfig = toml::from_str(text).map_err(|e| err("file", e.to_string()))?;
         file.resolve(Overrides::default())
             .map_err(|mut e| e.0.remove(0))
+    }
+
+    #[test]
+    fn an_unknown_issuer_is_told_the_declared_ones_even_when_they_have_errors() {
+        let text = "[issuers.default]\ndirectory = \"not a url\"\n\
+                    [[certificates]]\nname = \"w\"\ndomains = [\"a.example.com\"]\n\
+                    issuer = \"nope\"\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let errors = file.resolve(Overrides::default()).unwrap_err().to_string();
+        assert!(
+            errors.contains(
+                "certificates[0].issuer: unknown issuer \"nope\"; configured issuers: default"
+            ),
+            "{errors}"
+        );
+        assert!(!errors.contains("no issuers are configured"), "{errors}");
     }
 
     #[test]
