@@ -207,7 +207,8 @@ fn read_key(pem: &str) -> Result<Key, AcmeError> {
             refuse(
                 KEY,
                 format!(
-                    "the {} block is not a usable key (ECDSA P-256/P-384 or RSA): {e}",
+                    "the {} block is not a usable key (certfleet takes ECDSA P-256 or P-384, or \
+                     RSA of 2048 to 4096 bits; RSA under 2048 bits is refused as too weak): {e}",
                     block.label
                 ),
             )
@@ -284,6 +285,7 @@ fn key_kind(key: &Key, leaf: &CertInfo) -> Result<KeyKind, AcmeError> {
     let described = match leaf.key.as_str() {
         "1.3.101.112" => "an Ed25519".to_string(),
         "1.3.101.113" => "an Ed448".to_string(),
+        "ecdsa-p521" => "an ECDSA P-521 (ecdsa-p521)".to_string(),
         other => format!("a {other}"),
     };
     kind.ok_or_else(|| {
@@ -490,6 +492,13 @@ mod tests {
         assert_eq!(field, KEY);
         assert!(
             message.starts_with("an Ed25519 key is not supported"),
+            "{message}"
+        );
+        let (p521_cert, p521_key) = self_signed("a.example.test", &rcgen::PKCS_ECDSA_P521_SHA512);
+        let (field, message) = refusal(&material(&p521_cert, &p521_key, &p521_cert));
+        assert_eq!(field, KEY);
+        assert!(
+            message.starts_with("an ECDSA P-521 (ecdsa-p521) key is not supported"),
             "{message}"
         );
 

@@ -161,6 +161,8 @@ fn key_description(cert: &X509Certificate<'_>) -> String {
         Ok(PublicKey::EC(point)) => match point.key_size() {
             256 => "ecdsa-p256".into(),
             384 => "ecdsa-p384".into(),
+            // P-521's coordinates take 66 bytes.
+            521 | 528 => "ecdsa-p521".into(),
             bits => format!("ecdsa-{bits}"),
         },
         Ok(PublicKey::RSA(rsa)) => format!("rsa{}", rsa.key_size()),
