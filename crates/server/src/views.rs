@@ -135,7 +135,7 @@ impl CertificateView {
             key: c.key_kind.to_string(),
             challenge: c.challenge.to_string(),
             source: c.source.as_str().into(),
-            status: shown_status(c).into(),
+            status: shown_status(c, now).into(),
             status_reason: c
                 .declaration_mismatch()
                 .map(|m| format!("the current version does not match the declaration ({m})")),
@@ -165,10 +165,11 @@ impl CertificateView {
     }
 }
 
-/// The status people see: `valid` becomes `pending` while the current version does not match
-/// the declaration.
-fn shown_status(c: &Certificate) -> &'static str {
+/// The status people see: `valid` becomes `expired` once the current version's notAfter has
+/// passed, and `pending` while the current version does not match the declaration.
+fn shown_status(c: &Certificate, now: UnixTime) -> &'static str {
     match c.status {
+        CertificateStatus::Valid if c.not_after.is_some_and(|t| t <= now) => "expired",
         CertificateStatus::Valid if c.declaration_mismatch().is_some() => "pending",
         other => other.as_str(),
     }

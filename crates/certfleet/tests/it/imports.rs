@@ -207,6 +207,10 @@ async fn imports_refuse_bad_material_by_file_and_store_nothing() {
     let view: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(view["source"], "manual");
     assert!(view["days_left"].as_i64().unwrap() < 0);
+    // Not shown as healthy.
+    assert_eq!(view["status"], "expired", "{view}");
+    let ls = server.cli_ok(&["cert", "ls"]);
+    assert!(ls.contains("expired"), "{ls}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
