@@ -239,8 +239,7 @@ impl AcmeIssuer {
                     cfg.directory_url
                 );
                 tracing::info!(issuer = %cfg.name, "{message}");
-                self.store()
-                    .append_event(None, EventKind::AccountCreated, &message)
+                self.record_issuer_event(EventKind::AccountCreated, &message)
                     .await?;
             }
             Registration::Replacing { old_url, why } => {
@@ -251,8 +250,7 @@ impl AcmeIssuer {
                     account.id()
                 );
                 tracing::warn!(issuer = %cfg.name, "{message}");
-                self.store()
-                    .append_event(None, EventKind::AccountReregistered, &message)
+                self.record_issuer_event(EventKind::AccountReregistered, &message)
                     .await?;
             }
         }
@@ -291,12 +289,18 @@ impl AcmeIssuer {
 
     /// Record an `account_updated` event naming this issuer.
     pub(crate) async fn record_account_event(&self, message: &str) -> Result<(), AcmeError> {
+        self.record_issuer_event(EventKind::AccountUpdated, message)
+            .await
+    }
+
+    /// An account event with this issuer's name in its details.
+    async fn record_issuer_event(&self, kind: EventKind, message: &str) -> Result<(), AcmeError> {
         let details = EventDetails {
             issuer: Some(self.config().name.clone()),
             ..EventDetails::default()
         };
         self.store()
-            .record_event(&NewEvent::global(EventKind::AccountUpdated, message).with(details))
+            .record_event(&NewEvent::global(kind, message).with(details))
             .await?;
         Ok(())
     }

@@ -81,10 +81,18 @@ fn usage(message: String) -> CliError {
     CliError::with_code(crate::exit::USAGE, message).kind("usage")
 }
 
-/// `--since`: RFC 3339, Unix seconds, or a duration before `now`.
+/// `--since`: RFC 3339 or a duration before `now` (a bare number is refused: its unit is
+/// missing).
 pub fn parse_since(text: &str, now: i64) -> Result<i64, String> {
     if let Some(secs) = parse_duration(text) {
         return Ok(now - secs);
+    }
+    // A bare number is most likely a duration without its unit, not seconds since 1970.
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} has no unit: write {text}s, {text}m, {text}h or {text}d (a duration \
+             before now), or an RFC 3339 time (2026-11-29T10:00:00Z)"
+        ));
     }
     certfleet_server::views::parse_time(text).map_err(|_| {
         format!("{text:?} is neither an RFC 3339 time (2026-11-29T10:00:00Z) nor a duration (90s, 30m, 2h, 7d, 1w)")
@@ -158,5 +166,7 @@ mod tests {
             let e = parse_since(bad, 0).unwrap_err();
             assert!(e.contains("neither an RFC 3339 time"), "{bad}: {e}");
         }
+        let e = parse_since("30", 0).unwrap_err();
+        assert!(e.starts_with("\"30\" has no unit: write 30s, 30m"), "{e}");
     }
 }

@@ -424,11 +424,18 @@ async fn events(
         .map(crate::views::parse_time)
         .transpose()
         .map_err(|e| ApiError::invalid("since", e))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_EVENTS).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{limit} is not a number of events from 1 to {MAX_EVENTS}"),
+        ));
+    }
     let query = certfleet_core::EventQuery {
         certificate: q.certificate,
         kinds,
         since,
-        limit: q.limit.unwrap_or(100).min(MAX_EVENTS),
+        limit,
     };
     Ok(Json(app.store.query_events(&query).await?))
 }

@@ -306,6 +306,12 @@ async fn rollover_keeps_the_account_url_and_issuing_goes_on() {
         1,
         "no second account: {kinds:?}"
     );
+    let created = server
+        .events()
+        .into_iter()
+        .find(|e| e["kind"] == "account_created")
+        .unwrap();
+    assert_eq!(created["details"]["issuer"], "default", "{created}");
     assert!(
         !kinds.iter().any(|k| k == "account_reregistered"),
         "{kinds:?}"

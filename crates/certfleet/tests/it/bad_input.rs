@@ -23,6 +23,16 @@ fn assert_nothing_stored(server: &Server) {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_names_and_options_are_refused() {
     let (_pebble, _dir, server) = pebble_and_server(PebbleOptions::fast()).await;
+    // The event limit documented (1 to 1000) is the one enforced.
+    for limit in ["0", "1001"] {
+        let (status, body) =
+            server.api_request("GET", &format!("/api/v1/events?limit={limit}"), None);
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("is not a number of events from 1 to 1000"),
+            "{body}"
+        );
+    }
     let long_label = format!("{}.example.test", "a".repeat(64));
     let long_name = format!("{}.example.test", vec!["a".repeat(61); 4].join("."));
     let cases: Vec<(Vec<String>, &str)> = vec![
