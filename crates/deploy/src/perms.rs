@@ -76,6 +76,12 @@ pub fn parse_mode(input: &str) -> Result<u32, DeployError> {
     if mode & 0o400 == 0 {
         return Err(bad("the owner must be able to read the file"));
     }
+    if mode & 0o002 != 0 {
+        return Err(bad(
+            "a file others can write could be replaced by anyone on the machine; use 0644 or \
+             less",
+        ));
+    }
     Ok(mode)
 }
 
@@ -108,13 +114,15 @@ mod tests {
         assert_eq!(parse_mode("0640").unwrap(), 0o640);
         assert_eq!(parse_mode("644").unwrap(), 0o644);
         assert_eq!(parse_mode("0o600").unwrap(), 0o600);
-        for bad in ["", "0x1a4", "999", "4755", "0044", "rw-r--r--"] {
+        for bad in ["", "0x1a4", "999", "4755", "0044", "rw-r--r--", "0666", "0646"] {
             let e = parse_mode(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
         assert_eq!(parse_key_mode("0640").unwrap(), 0o640);
         let e = parse_key_mode("0644").unwrap_err().to_string();
         assert!(e.contains("others"), "{e}");
+        let e = parse_mode("0666").unwrap_err().to_string();
+        assert!(e.contains("could be replaced by anyone"), "{e}");
     }
 
     #[test]
