@@ -498,6 +498,14 @@ pub async fn run(cmd: CertCommand, data_dir: PathBuf, json: bool) -> Result<(), 
             let bundle: BundleView = connect(conn)?
                 .get(&format!("{}/bundle", cert_path(&name)))
                 .await?;
+            if let Some(at) = &bundle.revoked_at {
+                eprintln!(
+                    "warning: {name}: version {} (serial {}) was revoked at the CA at {at}: \
+                     clients that check revocation refuse it; its replacement is not ready yet \
+                     (certfleet cert show {name})",
+                    bundle.version, bundle.serial
+                );
+            }
             let report = export::write_bundle(&dir, &bundle, ownership)?;
             if json {
                 let files: Vec<serde_json::Value> = report

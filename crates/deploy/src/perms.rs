@@ -114,7 +114,16 @@ mod tests {
         assert_eq!(parse_mode("0640").unwrap(), 0o640);
         assert_eq!(parse_mode("644").unwrap(), 0o644);
         assert_eq!(parse_mode("0o600").unwrap(), 0o600);
-        for bad in ["", "0x1a4", "999", "4755", "0044", "rw-r--r--", "0666", "0646"] {
+        for bad in [
+            "",
+            "0x1a4",
+            "999",
+            "4755",
+            "0044",
+            "rw-r--r--",
+            "0666",
+            "0646",
+        ] {
             let e = parse_mode(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }

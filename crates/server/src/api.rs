@@ -367,6 +367,7 @@ async fn bundle(
         version: seq,
         serial: version.serial.clone(),
         fullchain_pem: format!("{}{}", version.leaf_pem, version.chain_pem),
+        revoked_at: version.revoked_at.map(rfc3339),
         cert_pem: version.leaf_pem,
         chain_pem: version.chain_pem,
         key_pem: key.expose().to_string(),

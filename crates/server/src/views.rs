@@ -271,6 +271,10 @@ pub struct BundleView {
     pub fullchain_pem: String,
     /// The private key (`privkey.pem`).
     pub key_pem: String,
+    /// When this version was revoked at the CA (RFC 3339), if it was: clients that check
+    /// revocation refuse it, and its key may be compromised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
 }
 
 impl std::fmt::Debug for BundleView {

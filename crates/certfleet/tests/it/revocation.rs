@@ -326,3 +326,36 @@ async fn an_imported_certificate_is_revoked_only_by_the_account_that_ordered_it(
     );
     assert!(events_of(&server, "revoked").is_empty());
 }
+
+/// Until its replacement exists, exporting a revoked current version says so on stderr (the
+/// files are still written: a revoked certificate may be all there is).
+#[tokio::test(flavor = "multi_thread")]
+async fn exporting_a_revoked_current_version_warns() {
+    use certfleet_testkit::proxy::{Action, FaultProxy, Match, Rule};
+    let pebble = Pebble::start(PebbleOptions::fast()).await;
+    let proxy = FaultProxy::start(&pebble).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::renewal::server_via(&proxy, &pebble, dir.path(), &[]);
+    server.issue("www", "www.example.test");
+    // No replacement can be ordered for now.
+    let refusal = Action::problem(403, "rejectedIdentifier", "fault proxy: not now", None);
+    proxy.add(Rule::new(Match::post("/order-plz"), refusal));
+    server.cli_ok(&[
+        "cert",
+        "revoke",
+        "www",
+        "--reason",
+        "keyCompromise",
+        "--yes",
+    ]);
+    let out_dir = dir.path().join("out");
+    let out = server.cli(&["cert", "export", "www", "--dir", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: www: version 1 (serial ")
+            && stderr(&out).contains("was revoked at the CA at"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out_dir.join("privkey.pem").is_file());
+}
