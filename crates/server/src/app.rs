@@ -483,9 +483,16 @@ pub(crate) async fn declare_configured(
     issuers: &BTreeMap<String, Arc<AcmeIssuer>>,
     settings: &Settings,
 ) -> Result<(), ServerError> {
-    for c in &settings.certificates {
+    for (name, issuer) in &settings.issuers {
+        if let Some(profile) = &issuer.profile {
+            let field = format!("issuers.{name}.profile");
+            check_profile_at_start(issuers, name, profile, &field).await?;
+        }
+    }
+    for (i, c) in settings.certificates.iter().enumerate() {
         if let Some(profile) = &c.profile {
-            check_profile_at_start(issuers, &c.issuer, profile, c.name.as_str()).await?;
+            let field = format!("certificates[{i}].profile");
+            check_profile_at_start(issuers, &c.issuer, profile, &field).await?;
         }
         let declared = NewCertificate {
             name: c.name.clone(),
@@ -510,6 +517,22 @@ pub(crate) async fn declare_configured(
                     )
                     .await?;
                 apply_configured_labels(store, c, &Labels::new()).await?;
+            }
+            Some(stored) if !stored.auto_renewable() => {
+                // An imported certificate of the same name: the file cannot make certfleet
+                // renew what a person manages. Leave it as it is and say how to hand it over,
+                // instead of leaving it stuck as "pending".
+                let message = format!(
+                    "certificates[{i}] declares {name:?}, which is an imported (manual) \
+                     certificate here; certfleet leaves it as it is. Put it under ACME with \
+                     `certfleet cert manage {name} --issuer {}` (the file's declaration applies \
+                     from the next start), or give this entry another name",
+                    c.issuer
+                );
+                tracing::warn!(certificate = name, "{message}");
+                store
+                    .append_event(Some(name), EventKind::PolicyWarning, &message)
+                    .await?;
             }
             Some(stored) => {
                 apply_configured_labels(store, c, &stored.labels).await?;
@@ -622,18 +645,18 @@ async fn check_profile_at_start(
     issuers: &BTreeMap<String, Arc<AcmeIssuer>>,
     issuer: &str,
     profile: &str,
-    certificate: &str,
+    field: &str,
 ) -> Result<(), ServerError> {
     let Some(acme) = issuers.get(issuer) else {
         return Ok(());
     };
     match crate::validate::check_profile(acme.as_ref(), profile).await {
         Ok(()) => Ok(()),
-        Err(crate::validate::ProfileCheck::Refused(message)) => Err(ServerError::Startup(format!(
-            "certificate {certificate:?}: {message}"
-        ))),
+        Err(crate::validate::ProfileCheck::Refused(message)) => {
+            Err(ServerError::Startup(format!("{field}: {message}")))
+        }
         Err(crate::validate::ProfileCheck::Unreachable(e)) => {
-            tracing::warn!(certificate, profile, error = %e, "cannot check the profile with the CA now; it is checked again when ordering");
+            tracing::warn!(field, profile, error = %e, "cannot check the profile with the CA now; it is checked again when ordering");
             Ok(())
         }
     }

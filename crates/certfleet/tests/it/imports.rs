@@ -455,3 +455,54 @@ async fn a_wildcard_is_not_put_under_acme_without_a_dns_solver() {
         serde_json::from_str(&server.cli_ok(&["cert", "show", "wild", "--json"])).unwrap();
     assert_eq!(show["source"], "manual", "{show}");
 }
+
+/// A config file that declares the name of an imported certificate does not leave it stuck
+/// as "pending": it stays as it is, and a warning says how to hand it over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_entry_naming_an_imported_certificate_leaves_it_alone_and_says_so() {
+    let (_pebble, dir, mut server) = pebble_and_server(PebbleOptions::fast()).await;
+    let d = dir.path();
+    let pki = TestPki::new("Import Test");
+    let leaf = pki.leaf(&["m1.example.test"], Validity::Current);
+    let cert = write(
+        d,
+        "m1.pem",
+        &format!("{}{}", leaf.cert_pem, pki.intermediate_pem()),
+    );
+    let key = write(d, "m1.key", &leaf.key_pem);
+    let root = write(d, "root.pem", &pki.root_pem());
+    server.cli_ok(&[
+        "cert",
+        "import",
+        "m1",
+        "--cert",
+        s(&cert),
+        "--key",
+        s(&key),
+        "--ca-file",
+        s(&root),
+    ]);
+    let config = write(
+        d,
+        "certfleet.toml",
+        "[[certificates]]\nname = \"m1\"\ndomains = [\"other.example.test\"]\n",
+    );
+    server.restart_with(&["--config", s(&config)]);
+    let show: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["cert", "show", "m1", "--json"])).unwrap();
+    assert_eq!(show["source"], "manual", "{show}");
+    assert_eq!(show["status"], "valid", "{show}");
+    assert_eq!(show["domains"][0], "m1.example.test", "{show}");
+    let warning = server
+        .events()
+        .into_iter()
+        .find(|e| e["kind"] == "policy_warning")
+        .expect("a warning");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("certfleet cert manage m1 --issuer default"),
+        "{warning}"
+    );
+}

@@ -192,6 +192,55 @@ async fn shortlived_profile_gives_its_lifetime_and_renews_by_itself() {
         "{}",
         stderr(&out)
     );
+
+    // In the config file, an issuer's unknown profile stops the start, naming the field.
+    let config = dir.path().join("bad-issuer-profile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[issuers.default]\ndirectory = \"{}\"\nca_roots = [\"{}\"]\nprofile = \"bogus\"\n",
+            pebble.directory_url(),
+            pebble.ca_cert_path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = certfleet_testkit::child_command(std::path::Path::new(crate::harness::bin()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data2"))
+        .args(["server", "--config"])
+        .arg(&config)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", certfleet_testkit::free_port()),
+        ])
+        .args([
+            "--http01-listen",
+            &format!("127.0.0.1:{}", certfleet_testkit::free_port()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..400 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        panic!("the server started with an unknown issuer profile");
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{err}");
+    assert!(
+        err.contains("issuers.default.profile: unknown profile \"bogus\""),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
