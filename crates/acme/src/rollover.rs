@@ -139,9 +139,17 @@ impl AcmeIssuer {
                     Err(unsure) => {
                         // Both keys stay stored; the next use settles it (module docs, 4.).
                         *slot = None;
+                        // Both are transport failures as a rule: say "talking to the CA"
+                        // once, not three times.
+                        let bare = |e: &AcmeError| match e {
+                            AcmeError::Transport(m) => m.clone(),
+                            other => other.to_string(),
+                        };
                         return Err(AcmeError::Transport(format!(
-                            "{e}; whether the CA changed the key is not known yet ({unsure}): \
-                             certfleet keeps both keys and finds out at the next use"
+                            "{}; whether the CA changed the key is not known yet ({}): \
+                             certfleet keeps both keys and finds out at the next use",
+                            bare(&e),
+                            bare(&unsure)
                         )));
                     }
                 }

@@ -27,6 +27,9 @@ pub async fn run(api: &Api, args: RevokeArgs, json: bool) -> Result<(), CliError
     if !args.yes && !confirm(&detail, args.version)? {
         return Err(CliError::failure(format!("{name}: not revoked")).kind("cancelled"));
     }
+    // The server names `issuer` also for the certificate's own issuer; only a flag the user
+    // gave is named as a flag.
+    let issuer_given = args.issuer.is_some();
     let body = RevokeCertificate {
         version: args.version,
         reason: args.reason,
@@ -37,8 +40,12 @@ pub async fn run(api: &Api, args: RevokeArgs, json: bool) -> Result<(), CliError
         .post(&format!("{path}/revoke"), Some(&body))
         .await
         .map_err(|e| {
-            e.relabel("issuer", "--issuer")
-                .relabel("version", "--version")
+            let e = if issuer_given {
+                e.relabel("issuer", "--issuer")
+            } else {
+                e
+            };
+            e.relabel("version", "--version")
         })?;
     if !json {
         let already = if view.already_revoked {

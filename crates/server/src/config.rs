@@ -551,6 +551,17 @@ impl FileConfig {
             };
             errors.check::<()>(Err(err(field, "must be at least 1 second")));
         }
+        if let (Some(flag), Some(file)) = (&flags.data_dir, &self.server.data_dir)
+            && flag != file
+        {
+            // The flag (or CERTFLEET_DATA_DIR, which sets it) wins; say so, since the two
+            // directories hold different stores, keys and accounts.
+            tracing::warn!(
+                used = %flag.display(),
+                ignored = %file.display(),
+                "--data-dir (or CERTFLEET_DATA_DIR) overrides [server] data_dir of the config file"
+            );
+        }
         let data_dir = flags
             .data_dir
             .clone()
