@@ -145,7 +145,13 @@ impl RenewBefore {
             RenewBefore::Duration(secs) if secs >= lifetime => {
                 Err(RenewBeforeError::LongerThanLifetime {
                     value: self.to_string(),
-                    lifetime: format_duration(lifetime),
+                    // notAfter is inclusive (RFC 5280 §4.1.2.5): a 90-day certificate's
+                    // notAfter - notBefore is 90 days less a second; show it as 90d.
+                    lifetime: format_duration(if (lifetime + 1) % 60 == 0 {
+                        lifetime + 1
+                    } else {
+                        lifetime
+                    }),
                 })
             }
             _ => Ok(self),
@@ -609,6 +615,11 @@ mod tests {
             e.to_string(),
             "100d is not shorter than the certificate's lifetime of 90d; it would renew at once, again and again"
         );
+        // As a CA writes it: notAfter inclusive, a second short of 90 days.
+        let e = RenewBefore::Duration(100 * DAY)
+            .check_lifetime(90 * DAY - 1)
+            .unwrap_err();
+        assert!(e.to_string().contains("lifetime of 90d;"), "{e}");
     }
 
     #[test]
