@@ -377,7 +377,16 @@ fn verify(path: &[Piece], m: &Material<'_>) -> Result<String, AcmeError> {
             None,
             None,
         )
-        .map_err(|e| refuse(CHAIN, chain_failure(&e, path)))?;
+        .map_err(|e| {
+            // What is wrong with the leaf itself is the --cert file's fault.
+            let field = match e {
+                webpki::Error::RequiredEkuNotFoundContext(_) | webpki::Error::CaUsedAsEndEntity => {
+                    CERT
+                }
+                _ => CHAIN,
+            };
+            refuse(field, chain_failure(&e, path))
+        })?;
     let anchor = verified.anchor();
     let anchor_subject = x509_parser::x509::X509Name::from_der(anchor.subject.as_ref())
         .map(|(_, n)| n.to_string())
@@ -474,6 +483,17 @@ mod tests {
             assert_eq!(a.domains[0].as_str(), "a.example.test");
             assert!(a.chain_pem.is_empty());
         }
+    }
+
+    #[test]
+    fn a_leaf_not_for_tls_servers_is_the_cert_files_fault() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(vec!["a.example.test".to_string()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.self_signed(&key).unwrap().pem();
+        let (field, message) = refusal(&material(&cert, &key.serialize_pem(), &cert));
+        assert_eq!(field, CERT, "{message}");
+        assert!(message.contains("not for TLS servers"), "{message}");
     }
 
     #[test]
